@@ -1,0 +1,60 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Every target installs what it needs itself (Python deps into .venv, redis-server from Debian).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+export TZ := UTC
+export SPARK_LOCAL_IP := 127.0.0.1
+export PYTHONHASHSEED := 0
+
+.PHONY: help install redis-server lint typecheck test test-unit test-spark test-airflow test-e2e demo bench lock clean
+
+help:
+	@echo "make demo   - run the whole pipeline end to end on embedded defaults"
+	@echo "make test   - install everything and run lint, type checks and all tests"
+	@echo "make bench  - run the benchmarks, write bench/report.json"
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(BIN)/uv pip sync --python $(BIN)/python --quiet requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e .
+	touch $(STAMP)
+
+# Tests and the demo run a private redis-server; install Debian's package when it is missing.
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	@command -v redis-server >/dev/null
+
+lint: install
+	$(BIN)/ruff check src jobs dags tests bench scripts
+	$(BIN)/ruff format --check src jobs dags tests bench scripts
+
+typecheck: install
+	$(BIN)/mypy
+
+test: install redis-server lint typecheck
+	$(BIN)/pytest
+
+test-unit: install
+	$(BIN)/pytest tests/unit
+
+demo: install redis-server
+	$(BIN)/python scripts/demo.py
+
+bench: install redis-server
+	$(BIN)/python -m bench.run --out bench/report.json
+
+# Regenerate the pinned lock file after editing pyproject.toml.
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --quiet -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

@@ -1,0 +1,145 @@
+"""``skewless`` command line: thin commands over the library, one error handler.
+
+Library code never prints or exits; commands turn results into text and exit codes here.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from skewless.errors import PlanRefused, SkewlessError
+from skewless.runtime.settings import Settings, load_settings
+
+
+@dataclass
+class Context:
+    conf: str | None
+    debug: bool
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings(self.conf)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--conf",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Config file (default: $SKEWLESS_CONF, else conf/local.yaml when present).",
+)
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.version_option(package_name="skewless")
+@click.pass_context
+def cli(ctx: click.Context, conf: str | None, debug: bool) -> None:
+    """skewless: feature definitions -> Spark jobs -> Delta offline store -> Redis online store."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = Context(conf=conf, debug=debug)
+
+
+def _defs(context: Context, defs: str | None) -> Path:
+    return Path(defs or context.settings.defs)
+
+
+@cli.command()
+@click.option("--defs", type=click.Path(), default=None, help="Feature definitions folder.")
+@click.option("--deep", is_flag=True, help="Also check columns and filters against the real sources (Spark).")
+@pass_context
+def validate(context: Context, defs: str | None, deep: bool) -> int:
+    """Compile every definition; print every error with file:line."""
+    from skewless.compile import compile_tree
+
+    manifest = compile_tree(_defs(context, defs))
+    if deep:
+        from skewless.offline.deep import deep_validate
+        from skewless.runtime.spark import get_spark
+
+        deep_validate(get_spark(context.settings), context.settings, manifest)
+    click.echo(
+        f"OK: {len(manifest.entities)} entities, {len(manifest.sources)} sources, "
+        f"{len(manifest.views)} views, {len(manifest.services)} services"
+        + (" (sources checked)" if deep else "")
+    )
+    return 0
+
+
+def _plan(context: Context, defs: str | None):  # type: ignore[no-untyped-def]
+    from skewless.compile import compile_tree
+    from skewless.offline.catalog import committed_ranges
+    from skewless.plan import plan
+    from skewless.registry import read_registry
+
+    settings = context.settings
+    manifest = compile_tree(_defs(context, defs))
+    deployed = read_registry(settings.registry_uri)
+    ranges = committed_ranges(settings, deployed) if deployed else {}
+    return manifest, plan(deployed, manifest, ranges)
+
+
+@cli.command(name="plan")
+@click.option("--defs", type=click.Path(), default=None, help="Feature definitions folder.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text")
+@pass_context
+def plan_command(context: Context, defs: str | None, fmt: str) -> int:
+    """Diff the definitions against the deployed registry; exit 1 on breaking changes."""
+    from skewless.plan import render_markdown, render_text
+
+    _, result = _plan(context, defs)
+    click.echo(render_markdown(result) if fmt == "markdown" else render_text(result))
+    return 1 if result.breaking else 0
+
+
+@cli.command()
+@click.option("--defs", type=click.Path(), default=None, help="Feature definitions folder.")
+@pass_context
+def apply(context: Context, defs: str | None) -> int:
+    """Publish the compiled registry (refused on breaking changes)."""
+    from skewless.plan import render_text
+    from skewless.registry import publish_registry
+
+    manifest, result = _plan(context, defs)
+    if result.breaking:
+        raise PlanRefused(result.breaking)
+    if not result.has_changes:
+        click.echo(render_text(result))
+        return 0
+    click.echo(render_text(result))
+    registry_hash = publish_registry(context.settings.registry_uri, manifest)
+    click.echo(f"\nApplied registry {registry_hash[:12]} to {context.settings.registry_uri}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: the one place that turns errors into messages and exit codes."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = cli.main(args=args, prog_name="skewless", standalone_mode=False)
+    except SkewlessError as exc:
+        if "--debug" in args:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""User-facing errors.
+
+Every failure a user can cause has its own type carrying where it happened: a file, line and
+field for feature definitions; a source, column and file (or row) for data. The CLI prints
+``str(error)`` and exits non-zero; nothing else in the library prints or exits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+class SkewlessError(Exception):
+    """Base class of every error meant for the user (no traceback without ``--debug``)."""
+
+
+@dataclass(frozen=True, order=True)
+class SpecProblem:
+    """One problem in a feature definition, located at ``file:line`` and a field path."""
+
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class SpecError(SkewlessError):
+    """All problems found in a tree of feature definitions, reported together."""
+
+    def __init__(self, problems: Iterable[SpecProblem]) -> None:
+        self.problems: tuple[SpecProblem, ...] = tuple(sorted(set(problems)))
+        count = len(self.problems)
+        header = f"{count} error{'s' if count != 1 else ''} in feature definitions"
+        super().__init__("\n".join([header, *map(str, self.problems)]))
+
+
+class ConfigError(SkewlessError):
+    """A missing or malformed configuration value."""
+
+
+class RegistryError(SkewlessError):
+    """The deployed registry is missing, unreadable or incompatible."""
+
+
+class PlanRefused(SkewlessError):
+    """``plan``/``apply`` found breaking changes (a feature's meaning changed without a version bump)."""
+
+    def __init__(self, reasons: Sequence[str]) -> None:
+        self.reasons = tuple(reasons)
+        super().__init__(
+            "refused: breaking changes without a version bump:\n"
+            + "\n".join(f"  - {r}" for r in self.reasons)
+        )
+
+
+class DataError(SkewlessError):
+    """Bad input data: names the source (or table), the column and, when known, the file or row."""
+
+    def __init__(
+        self, message: str, *, source: str, column: str | None = None, where: str | None = None
+    ) -> None:
+        self.source = source
+        self.column = column
+        self.where = where
+        parts = [f"source {source!r}"]
+        if column is not None:
+            parts.append(f"column {column!r}")
+        if where is not None:
+            parts.append(where)
+        super().__init__(f"{', '.join(parts)}: {message}")
+
+
+class TableError(SkewlessError):
+    """A Delta table operation failed in a way the user must act on (left at its previous version)."""
+
+
+class UnknownObjectError(SkewlessError):
+    """A view, feature or service named on the command line or in a request does not exist."""

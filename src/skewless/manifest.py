@@ -1,0 +1,171 @@
+"""The compiled registry: the one JSON document every job, DAG and client reads.
+
+It is fully resolved (a view carries its entity's keys and its source), so nothing downstream
+needs the YAML tree. Serialisation is canonical (sorted keys, fixed indentation) so the same
+tree always yields byte-identical output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from skewless.errors import RegistryError, UnknownObjectError
+
+SCHEMA_VERSION = 1
+RESERVED_COLUMNS = frozenset({"ds", "feature_ts", "created_ts"})
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class JoinKey(Frozen):
+    name: str
+    dtype: Literal["string", "int64"]
+
+
+class SourceSpec(Frozen):
+    name: str
+    path: str
+    format: Literal["parquet", "delta"]
+    timestamp: str
+    timestamp_format: str | None = None
+    created_timestamp: str | None = None
+    partition_column: str | None = None
+    columns: dict[str, str] | None = None
+
+
+class FeatureSpec(Frozen):
+    name: str
+    dtype: Literal["int64", "float64", "string", "bool"]
+    column: str | None = None
+    function: str | None = None
+    """Aggregation function; None for snapshot features."""
+    window_days: int | None = None
+    meaning_hash: str
+    """Hash of everything that decides this feature's values; a change needs a version bump."""
+
+
+class ExpectationSpec(Frozen):
+    feature: str
+    between: tuple[float | None, float | None] | None = None
+    not_null: bool | None = None
+    max_null_fraction: float | None = None
+
+
+class ViewSpec(Frozen):
+    name: str
+    version: int
+    kind: Literal["aggregation", "snapshot"]
+    entity: str
+    join_keys: tuple[JoinKey, ...]
+    source: SourceSpec
+    filter: str | None
+    ttl_seconds: int
+    availability_lag_seconds: int
+    features: tuple[FeatureSpec, ...]
+    expectations: tuple[ExpectationSpec, ...]
+    table: str
+    """Offline table path, relative to ``offline_root``."""
+    tiles_table: str | None
+    """Daily partial aggregates (aggregation views only), relative to ``offline_root``."""
+    content_hash: str
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return tuple(k.name for k in self.join_keys)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    @property
+    def max_window_days(self) -> int:
+        return max((f.window_days or 0) for f in self.features)
+
+    def feature(self, name: str) -> FeatureSpec:
+        for feature in self.features:
+            if feature.name == name:
+                return feature
+        raise UnknownObjectError(f"view {self.name!r} has no feature {name!r}")
+
+
+class EntitySpec(Frozen):
+    name: str
+    join_keys: tuple[JoinKey, ...]
+
+
+class FeatureRef(Frozen):
+    view: str
+    feature: str
+
+    def __str__(self) -> str:
+        return f"{self.view}:{self.feature}"
+
+
+class ServiceSpec(Frozen):
+    name: str
+    features: tuple[FeatureRef, ...]
+
+
+class Manifest(Frozen):
+    schema_version: int = SCHEMA_VERSION
+    entities: dict[str, EntitySpec]
+    sources: dict[str, SourceSpec]
+    views: dict[str, ViewSpec]
+    services: dict[str, ServiceSpec]
+
+    def view(self, name: str) -> ViewSpec:
+        try:
+            return self.views[name]
+        except KeyError:
+            known = ", ".join(sorted(self.views)) or "none"
+            raise UnknownObjectError(f"unknown view {name!r} (known: {known})") from None
+
+    def service(self, name: str) -> ServiceSpec:
+        try:
+            return self.services[name]
+        except KeyError:
+            known = ", ".join(sorted(self.services)) or "none"
+            raise UnknownObjectError(f"unknown service {name!r} (known: {known})") from None
+
+    @property
+    def registry_hash(self) -> str:
+        return sha256_of(self.model_dump(mode="json"))
+
+    def to_json(self) -> str:
+        body = self.model_dump(mode="json")
+        body["registry_hash"] = sha256_of(body)
+        return canonical_json(body)
+
+    @classmethod
+    def from_json(cls, text: str, origin: str) -> Manifest:
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RegistryError(f"{origin}: not a registry (invalid JSON: {exc})") from None
+        if not isinstance(body, dict):
+            raise RegistryError(f"{origin}: not a registry")
+        if body.get("schema_version") != SCHEMA_VERSION:
+            raise RegistryError(
+                f"{origin}: registry schema version {body.get('schema_version')!r} is not "
+                f"{SCHEMA_VERSION}; upgrade skewless or re-apply the registry"
+            )
+        stated = body.pop("registry_hash", None)
+        manifest = cls.model_validate(body)
+        if stated is not None and stated != manifest.registry_hash:
+            raise RegistryError(f"{origin}: registry hash mismatch (file edited by hand?)")
+        return manifest
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def sha256_of(value: Any) -> str:
+    encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()

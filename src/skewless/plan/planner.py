@@ -1,0 +1,218 @@
+"""Planning: the deployed manifest vs the new one -> changes, breaking changes, backfills.
+
+Pure functions over data (no I/O): the caller passes the deployed manifest and, when it knows
+them, the committed partition ranges of the deployed tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from skewless.manifest import Manifest, ViewSpec
+
+Action = Literal["added", "changed", "removed"]
+
+
+@dataclass(frozen=True)
+class DateRange:
+    start: date
+    end: date
+
+    def __str__(self) -> str:
+        return f"{self.start.isoformat()} .. {self.end.isoformat()}"
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    name: str
+    action: Action
+    details: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Backfill:
+    view: str
+    table: str
+    reason: str
+    partitions: DateRange | None
+    """Partitions to compute; None when nothing is committed yet (choose the history to build)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    old_hash: str | None
+    new_hash: str
+    changes: tuple[Change, ...] = ()
+    breaking: tuple[str, ...] = ()
+    backfills: tuple[Backfill, ...] = ()
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+
+def _flat(model: BaseModel | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten a model into ``dotted.path -> value`` for field-level diffs."""
+    data = model.model_dump(mode="json") if isinstance(model, BaseModel) else dict(model)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def _field_diff(old: BaseModel, new: BaseModel, exclude: frozenset[str] = frozenset()) -> list[str]:
+    before, after = _flat(old), _flat(new)
+    return [
+        f"{key}: {_show(before.get(key))} -> {_show(after.get(key))}"
+        for key in sorted(before.keys() | after.keys())
+        if key.split(".")[0] not in exclude and before.get(key) != after.get(key)
+    ]
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
+_VIEW_INTERNAL = frozenset({"features", "content_hash", "source", "expectations", "table", "tiles_table"})
+
+
+def _view_changes(
+    old: ViewSpec, new: ViewSpec, committed: Mapping[str, DateRange]
+) -> tuple[list[str], list[str], list[Backfill]]:
+    """Field-level details, breaking reasons and backfills for a view present in both manifests."""
+    details = _field_diff(old, new, exclude=_VIEW_INTERNAL)
+    details += [f"source.{d}" for d in _field_diff(old.source, new.source)]
+    if old.expectations != new.expectations:
+        details.append("expectations changed")
+    breaking: list[str] = []
+    backfills: list[Backfill] = []
+
+    if new.version < old.version:
+        breaking.append(f"view {new.name}: version went down ({old.version} -> {new.version})")
+        return details, breaking, backfills
+    if new.version > old.version:
+        previous = committed.get(old.table)
+        backfills.append(
+            Backfill(
+                new.name,
+                new.table,
+                f"version {old.version} -> {new.version}: new table {new.table}"
+                f" (the v{old.version} table is kept)",
+                previous,
+            )
+        )
+        return details, breaking, backfills
+
+    old_features = {f.name: f for f in old.features}
+    new_features = {f.name: f for f in new.features}
+    added = [name for name in new_features if name not in old_features]
+    for name in sorted(old_features.keys() - new_features.keys()):
+        details.append(f"feature {name}: removed")
+        breaking.append(
+            f"view {new.name} v{new.version}: feature {name} removed (bump the version: the"
+            " table's schema would change under its existing partitions)"
+        )
+    for name, feature in new_features.items():
+        before = old_features.get(name)
+        if before is None:
+            details.append(f"feature {name}: added")
+            continue
+        diff = _field_diff(before, feature, exclude=frozenset({"meaning_hash"}))
+        details += [f"feature {name}: {d}" for d in diff]
+        if before.meaning_hash != feature.meaning_hash:
+            why = "; ".join(diff) or _meaning_context(old, new)
+            breaking.append(
+                f"view {new.name} v{new.version}: feature {name} changed meaning ({why})"
+                " without a version bump"
+            )
+    if added and not breaking:
+        backfills.append(
+            Backfill(
+                new.name,
+                new.table,
+                f"feature{'s' if len(added) > 1 else ''} added: {', '.join(added)}",
+                committed.get(new.table),
+            )
+        )
+    return details, breaking, backfills
+
+
+def _meaning_context(old: ViewSpec, new: ViewSpec) -> str:
+    """Why features changed meaning when no feature field did: the view-wide inputs."""
+    diff = _field_diff(old, new, exclude=_VIEW_INTERNAL)
+    diff += [f"source.{d}" for d in _field_diff(old.source, new.source)]
+    return "; ".join(diff) or "its inputs changed"
+
+
+def plan(
+    deployed: Manifest | None,
+    new: Manifest,
+    committed: Mapping[str, DateRange] | None = None,
+) -> Plan:
+    """Compare ``new`` with the ``deployed`` manifest.
+
+    ``committed`` maps an offline table path (``ViewSpec.table``) to its committed ``ds`` range.
+    """
+    committed = committed or {}
+    old = deployed or Manifest(entities={}, sources={}, views={}, services={})
+    changes: list[Change] = []
+    breaking: list[str] = []
+    backfills: list[Backfill] = []
+
+    for kind, before, after in (
+        ("entity", old.entities, new.entities),
+        ("source", old.sources, new.sources),
+        ("service", old.services, new.services),
+    ):
+        for name in sorted(before.keys() | after.keys()):
+            if name not in before:
+                changes.append(Change(kind, name, "added"))
+            elif name not in after:
+                changes.append(Change(kind, name, "removed"))
+            elif before[name] != after[name]:
+                changes.append(Change(kind, name, "changed", tuple(_field_diff(before[name], after[name]))))
+
+    for name in sorted(old.views.keys() | new.views.keys()):
+        before_view, after_view = old.views.get(name), new.views.get(name)
+        if before_view is None:
+            assert after_view is not None  # name comes from the union of both key sets
+            changes.append(Change("view", name, "added", (f"table {after_view.table}",)))
+            backfills.append(Backfill(name, after_view.table, "new view", committed.get(after_view.table)))
+        elif after_view is None:
+            changes.append(
+                Change(
+                    "view",
+                    name,
+                    "removed",
+                    (f"table {before_view.table} is kept, no longer updated",),
+                )
+            )
+        elif before_view.content_hash != after_view.content_hash:
+            details, reasons, view_backfills = _view_changes(before_view, after_view, committed)
+            changes.append(Change("view", name, "changed", tuple(details)))
+            breaking += reasons
+            backfills += view_backfills
+
+    order = {"entity": 0, "source": 1, "view": 2, "service": 3}
+    changes.sort(key=lambda c: (order[c.kind], c.name))
+    return Plan(
+        old_hash=deployed.registry_hash if deployed else None,
+        new_hash=new.registry_hash,
+        changes=tuple(changes),
+        breaking=tuple(breaking),
+        backfills=tuple(backfills),
+    )

@@ -1,0 +1,54 @@
+"""Render a :class:`Plan` as terminal text or as Markdown for a pull-request comment."""
+
+from __future__ import annotations
+
+from skewless.plan.planner import Backfill, Plan
+
+_SIGN = {"added": "+", "changed": "~", "removed": "-"}
+
+
+def _backfill_line(backfill: Backfill) -> str:
+    where = (
+        f"partitions {backfill.partitions}"
+        if backfill.partitions
+        else "no committed partitions yet: choose the history to build"
+    )
+    return f"{backfill.view} -> {backfill.table}: {backfill.reason}; {where}"
+
+
+def render_text(plan: Plan) -> str:
+    if not plan.has_changes:
+        return "No changes: the feature definitions match the deployed registry."
+    lines = [
+        f"Plan: {plan.old_hash[:12] if plan.old_hash else '(nothing deployed)'} -> {plan.new_hash[:12]}",
+        "",
+    ]
+    for change in plan.changes:
+        lines.append(f"  {_SIGN[change.action]} {change.kind} {change.name} ({change.action})")
+        lines += [f"      {detail}" for detail in change.details]
+    if plan.backfills:
+        lines += ["", "Backfills needed:"]
+        lines += [f"  * {_backfill_line(b)}" for b in plan.backfills]
+    if plan.breaking:
+        lines += ["", "BREAKING (refused; bump the view's version):"]
+        lines += [f"  ! {reason}" for reason in plan.breaking]
+    return "\n".join(lines)
+
+
+def render_markdown(plan: Plan) -> str:
+    if not plan.has_changes:
+        return "### skewless plan\n\nNo changes: the feature definitions match the deployed registry.\n"
+    old = f"`{plan.old_hash[:12]}`" if plan.old_hash else "nothing deployed"
+    lines = ["### skewless plan", "", f"Registry {old} -> `{plan.new_hash[:12]}`", ""]
+    if plan.breaking:
+        lines += ["> [!CAUTION]", "> **Refused: breaking changes without a version bump**"]
+        lines += [f"> - {reason}" for reason in plan.breaking]
+        lines.append("")
+    lines += ["| | kind | name | details |", "|---|---|---|---|"]
+    for change in plan.changes:
+        details = "<br>".join(d.replace("|", "\\|") for d in change.details) or change.action
+        lines.append(f"| {_SIGN[change.action]} | {change.kind} | `{change.name}` | {details} |")
+    if plan.backfills:
+        lines += ["", "**Backfills needed**", ""]
+        lines += [f"- {_backfill_line(b)}" for b in plan.backfills]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,74 @@
+"""The one place that builds the SparkSession.
+
+Local mode by default; under ``spark-submit`` the master and resources come from the submit
+command and only skewless's semantic settings (UTC, microsecond timestamps) are applied.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import TYPE_CHECKING
+
+from skewless.runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+# Settings the semantics depend on (DESIGN.md section 2); a user's conf cannot override them.
+REQUIRED_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.parquet.int96RebaseModeInWrite": "CORRECTED",
+    "spark.sql.parquet.datetimeRebaseModeInWrite": "CORRECTED",
+}
+
+# Defaults for local mode on a small machine; any of them can be overridden in the config.
+LOCAL_DEFAULTS = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.driver.memory": "4g",
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -Duser.timezone=UTC",
+    "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+    # Reading a Delta snapshot lists its files explicitly; do not spin a job to list them.
+    "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
+    "spark.sql.parquet.filterPushdown": "true",
+}
+
+
+def _under_spark_submit() -> bool:
+    # spark-submit starts the Python driver with a gateway already running.
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def _use_utc_in_python() -> None:
+    # collect() turns timestamps into naive datetimes in the *process* zone; skewless time is UTC.
+    if os.environ.get("TZ") != "UTC":
+        os.environ["TZ"] = "UTC"
+        time.tzset()
+
+
+def get_spark(settings: Settings | None = None, app_name: str = "skewless") -> SparkSession:
+    """Return the active session, or build one from ``settings``."""
+    from pyspark.sql import SparkSession
+
+    _use_utc_in_python()
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    settings = settings or Settings()
+    builder = SparkSession.builder.appName(app_name)
+    if not _under_spark_submit():
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = builder.master(settings.spark.master)
+        local_dir = tempfile.mkdtemp(prefix="skewless-spark-")
+        for key, value in {**LOCAL_DEFAULTS, "spark.local.dir": local_dir}.items():
+            builder = builder.config(key, value)
+    for key, value in {**settings.spark.conf, **REQUIRED_CONF}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark

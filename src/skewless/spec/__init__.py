@@ -1,0 +1,1 @@
+"""YAML feature definitions: position-aware loading and strict models."""

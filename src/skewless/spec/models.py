@@ -1,0 +1,171 @@
+"""Strict, frozen models of the four YAML document kinds: entity, source, view, service.
+
+These check what one document can check on its own (shapes, names, durations, required fields);
+cross-object rules live in :mod:`skewless.compile`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    model_validator,
+)
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64),
+]
+"""Lower-case identifier; used in table paths, Redis keys and column names."""
+
+KeyType = Literal["string", "int64"]
+DType = Literal["int64", "float64", "string", "bool"]
+ColumnType = Literal["int64", "float64", "string", "bool", "timestamp", "date"]
+"""Types a source may declare for its columns (timestamps and dates are not feature values)."""
+NUMERIC_DTYPES: frozenset[str] = frozenset({"int64", "float64"})
+
+_DURATION = re.compile(r"^(\d+)([mhd])$")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> timedelta:
+    """``'7d'`` -> 7 days. Units: m (minutes), h (hours), d (days)."""
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str) or not (match := _DURATION.match(value.strip())):
+        raise ValueError(f"expected a duration like '7d', '12h' or '30m', got {value!r}")
+    amount, unit = match.groups()
+    return timedelta(seconds=int(amount) * _UNIT_SECONDS[unit])
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit in ("d", "h", "m"):
+        if seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
+    return f"{seconds}s"  # pragma: no cover - parse_duration only builds whole minutes
+
+
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class Entity(Spec):
+    name: Name
+    join_keys: dict[Name, KeyType] = Field(min_length=1)
+    description: str | None = None
+
+
+class Source(Spec):
+    name: Name
+    path: str = Field(min_length=1)
+    format: Literal["parquet", "delta"]
+    timestamp: str = Field(min_length=1)
+    timestamp_format: str | None = None
+    """Spark datetime pattern when the timestamp column is a string (read as UTC)."""
+    created_timestamp: str | None = None
+    partition_column: str | None = None
+    """A column holding the event's UTC date (``yyyy-MM-dd``) that the source is partitioned by."""
+    columns: dict[str, ColumnType] | None = None
+    """Declared column types; enables compile-time type checks of aggregation functions."""
+    description: str | None = None
+
+
+AggFunction = Literal["count", "sum", "avg", "min", "max", "stddev", "last", "approx_count_distinct"]
+NEEDS_COLUMN: frozenset[str] = frozenset(
+    {"sum", "avg", "min", "max", "stddev", "last", "approx_count_distinct"}
+)
+NEEDS_NUMERIC: frozenset[str] = frozenset({"sum", "avg", "min", "max", "stddev", "last"})
+
+
+class AggregationFeature(Spec):
+    name: Name
+    function: AggFunction
+    column: str | None = None
+    window: Duration
+    dtype: DType | None = None
+    description: str | None = None
+
+
+class SnapshotFeature(Spec):
+    name: Name
+    dtype: DType
+    column: str | None = None
+    """Source column holding the value; defaults to ``name``."""
+    description: str | None = None
+
+
+class Expectation(Spec):
+    feature: Name
+    between: tuple[float | None, float | None] | None = None
+    not_null: bool | None = None
+    max_null_fraction: float | None = Field(default=None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _exactly_one_check(self) -> Expectation:
+        given = [k for k in ("between", "not_null", "max_null_fraction") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of between, not_null, max_null_fraction"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+
+class _ViewBase(Spec):
+    name: Name
+    version: int = Field(ge=1)
+    entity: Name
+    source: Name
+    filter: str | None = None
+    ttl: Duration
+    availability_lag: Duration = timedelta(0)
+    expectations: tuple[Expectation, ...] = ()
+    description: str | None = None
+    owner: str | None = None
+
+
+class AggregationView(_ViewBase):
+    kind: Literal["aggregation"]
+    features: tuple[AggregationFeature, ...] = Field(min_length=1)
+
+
+class SnapshotView(_ViewBase):
+    kind: Literal["snapshot"]
+    features: tuple[SnapshotFeature, ...] = Field(min_length=1)
+
+
+View = AggregationView | SnapshotView
+VIEW_KINDS: dict[str, type[AggregationView] | type[SnapshotView]] = {
+    "aggregation": AggregationView,
+    "snapshot": SnapshotView,
+}
+
+
+class Service(Spec):
+    name: Name
+    features: tuple[str, ...] = Field(min_length=1)
+    """``view:feature`` references."""
+    description: str | None = None
+
+
+SpecObject = Entity | Source | AggregationView | SnapshotView | Service
+KINDS: dict[str, type[Entity] | type[Source] | type[Service]] = {
+    "entity": Entity,
+    "source": Source,
+    "service": Service,
+}
+DOCUMENT_KEYS = ("entity", "source", "view", "service")
