@@ -9,12 +9,18 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from skewless.errors import PlanRefused, SkewlessError
 from skewless.runtime.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from skewless.manifest import Manifest
+    from skewless.offline.jobs import RunResult
 
 
 @dataclass
@@ -119,6 +125,51 @@ def apply(context: Context, defs: str | None) -> int:
     click.echo(render_text(result))
     registry_hash = publish_registry(context.settings.registry_uri, manifest)
     click.echo(f"\nApplied registry {registry_hash[:12]} to {context.settings.registry_uri}")
+    return 0
+
+
+def _registry(context: Context) -> Manifest:
+    from skewless.registry import require_registry
+
+    return require_registry(context.settings.registry_uri)
+
+
+def _echo_run(result: RunResult) -> None:
+    days = "" if result.start == result.end else f"..{result.end}"
+    click.echo(
+        f"{result.view}: committed ds {result.start}{days} ({result.rows} rows) as table version "
+        f"{result.table_version}"
+    )
+
+
+@cli.command()
+@click.argument("view")
+@click.option("--ds", "ds", type=click.DateTime(["%Y-%m-%d"]), required=True, help="UTC date to compute.")
+@pass_context
+def run(context: Context, view: str, ds: datetime) -> int:
+    """Compute, check and commit one ds partition of VIEW."""
+    from skewless.offline.jobs import run_view
+    from skewless.runtime.spark import get_spark
+
+    manifest = _registry(context)
+    spark = get_spark(context.settings, app_name=f"skewless-run-{view}")
+    _echo_run(run_view(spark, context.settings, manifest, view, ds.date()))
+    return 0
+
+
+@cli.command()
+@click.argument("view")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First UTC date.")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Last UTC date (inclusive).")
+@pass_context
+def backfill(context: Context, view: str, start: datetime, end: datetime) -> int:
+    """Compute and commit ds partitions START..END of VIEW in one Spark job."""
+    from skewless.offline.jobs import run_view
+    from skewless.runtime.spark import get_spark
+
+    manifest = _registry(context)
+    spark = get_spark(context.settings, app_name=f"skewless-backfill-{view}")
+    _echo_run(run_view(spark, context.settings, manifest, view, start.date(), end.date()))
     return 0
 
 

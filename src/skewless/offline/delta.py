@@ -1,0 +1,411 @@
+"""The Delta table layer: the only module that knows how tables are written and read.
+
+Two implementations behind one small interface:
+
+* :class:`NativeDeltaTables` - the Delta Spark extension is on the classpath (a cluster with
+  delta-spark JARs): ``format("delta")`` with ``replaceWhere``.
+* :class:`EmbeddedDeltaTables` - the default here: Spark writes Parquet in parallel, the driver
+  moves the files under the table's ``ds=`` folders and commits them through delta-rs in one
+  overwrite transaction restricted to the replaced partitions.
+
+Both produce standard Delta tables partitioned by ``ds`` (a date) that any Delta reader opens.
+Nothing is collected to the driver: the driver handles file paths and Parquet footers only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from skewless.errors import TableError
+from skewless.offline.storage_options import storage_options
+from skewless.runtime.settings import is_remote
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+log = logging.getLogger(__name__)
+
+PARTITION_COLUMN = "ds"
+COMMIT_RETRIES = 5
+# Fault injection for the crash test: the process SIGKILLs itself after moving the data files
+# into the table and before committing them (the worst moment for a crash).
+FAULT_ENV = "SKEWLESS_FAULT_INJECTION"
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """Why a commit happened, recorded in the Delta commit's metadata."""
+
+    operation: str
+    view: str
+    registry_hash: str | None = None
+
+    def metadata(self) -> dict[str, str]:
+        out = {"skewless.operation": self.operation, "skewless.view": self.view}
+        if self.registry_hash:
+            out["skewless.registry_hash"] = self.registry_hash
+        return out
+
+
+class DeltaTables(Protocol):
+    """What the rest of skewless needs from the offline store."""
+
+    def read(
+        self,
+        uri: str,
+        schema: StructType,
+        *,
+        version: int | None = None,
+        ds_range: tuple[date, date] | None = None,
+    ) -> DataFrame:
+        """The table (at ``version``) restricted to ``ds`` in ``ds_range`` (inclusive); empty if absent."""
+
+    def replace_partitions(
+        self, frame: DataFrame, uri: str, partitions: Sequence[date], info: CommitInfo
+    ) -> int:
+        """Atomically replace exactly ``partitions`` with ``frame``'s rows; returns the new version."""
+
+    def version(self, uri: str) -> int | None:
+        """Current version, None when the table does not exist."""
+
+    def partitions(self, uri: str) -> list[date]:
+        """Sorted committed ``ds`` values (empty when the table does not exist)."""
+
+
+def partition_value(day: date) -> str:
+    return day.isoformat()
+
+
+def nullable(schema: StructType) -> StructType:
+    """The same schema with every field nullable (Spark marks computed columns non-null)."""
+    from pyspark.sql.types import StructField, StructType
+
+    return StructType([StructField(f.name, f.dataType, True, f.metadata) for f in schema.fields])
+
+
+def _arrow_schema(schema: StructType) -> pa.Schema:
+    """Spark schema -> Arrow schema for the Delta log (microsecond UTC timestamps, nullable)."""
+    import pyarrow as pa
+    from pyspark.sql import types as T
+
+    def convert(data_type: T.DataType) -> pa.DataType:
+        simple: dict[type[T.DataType], pa.DataType] = {
+            T.StringType: pa.string(),
+            T.LongType: pa.int64(),
+            T.IntegerType: pa.int32(),
+            T.DoubleType: pa.float64(),
+            T.FloatType: pa.float32(),
+            T.BooleanType: pa.bool_(),
+            T.DateType: pa.date32(),
+            T.TimestampType: pa.timestamp("us", tz="UTC"),
+            T.TimestampNTZType: pa.timestamp("us"),
+            T.BinaryType: pa.binary(),
+        }
+        for spark_type, arrow_type in simple.items():
+            if isinstance(data_type, spark_type):
+                return arrow_type
+        if isinstance(data_type, T.StructType):
+            return pa.struct([pa.field(f.name, convert(f.dataType), True) for f in data_type.fields])
+        if isinstance(data_type, T.ArrayType):
+            return pa.list_(convert(data_type.elementType))
+        raise TableError(f"unsupported column type for a Delta table: {data_type.simpleString()}")
+
+    return pa.schema([pa.field(f.name, convert(f.dataType), True) for f in schema.fields])
+
+
+def _stats_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return None
+    if isinstance(value, float) and value != value:  # NaN has no place in JSON stats
+        return None
+    return value
+
+
+def _file_stats(path: Path) -> str:
+    """Delta ``stats`` JSON from the Parquet footer (row count, nulls, min/max of flat columns)."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_metadata(path)
+    null_count: dict[str, int] = {}
+    minimum: dict[str, Any] = {}
+    maximum: dict[str, Any] = {}
+    columns = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
+    for index, name in enumerate(columns):
+        if "." in name:
+            continue  # nested leaves: row count is enough
+        nulls, lows, highs, complete = 0, [], [], True
+        for group in range(metadata.num_row_groups):
+            stats = metadata.row_group(group).column(index).statistics
+            if stats is None:
+                complete = False
+                continue
+            nulls += stats.null_count or 0
+            if stats.has_min_max:
+                lows.append(_stats_value(stats.min))
+                highs.append(_stats_value(stats.max))
+            elif metadata.row_group(group).num_rows > (stats.null_count or 0):
+                complete = False
+        if complete:
+            null_count[name] = nulls
+        lows = [v for v in lows if v is not None]
+        highs = [v for v in highs if v is not None]
+        if complete and lows and highs:
+            minimum[name] = min(lows)
+            maximum[name] = max(highs)
+    return json.dumps(
+        {
+            "numRecords": metadata.num_rows,
+            "minValues": minimum,
+            "maxValues": maximum,
+            "nullCount": null_count,
+        },
+        separators=(",", ":"),
+    )
+
+
+class EmbeddedDeltaTables:
+    """Spark writes Parquet; delta-rs commits it (no Delta JARs needed)."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+
+    def _open(self, uri: str, version: int | None = None) -> Any:
+        from deltalake import DeltaTable
+
+        options = storage_options(uri)
+        if not DeltaTable.is_deltatable(uri, storage_options=options):
+            return None
+        return DeltaTable(uri, version=version, storage_options=options)
+
+    def version(self, uri: str) -> int | None:
+        table = self._open(uri)
+        return None if table is None else int(table.version())
+
+    def partitions(self, uri: str) -> list[date]:
+        from skewless.offline.catalog import committed_partitions
+
+        return committed_partitions(uri)
+
+    def read(
+        self,
+        uri: str,
+        schema: StructType,
+        *,
+        version: int | None = None,
+        ds_range: tuple[date, date] | None = None,
+    ) -> DataFrame:
+        table = self._open(uri, version)
+        if table is None:
+            if version is not None:
+                raise TableError(f"no Delta table at {uri} (version {version} requested)")
+            return self.spark.createDataFrame([], schema)
+        filters = None
+        if ds_range is not None:
+            start, end = ds_range
+            filters = [
+                (PARTITION_COLUMN, ">=", partition_value(start)),
+                (PARTITION_COLUMN, "<=", partition_value(end)),
+            ]
+        uris = table.file_uris(partition_filters=filters)
+        if not uris:
+            return self.spark.createDataFrame([], schema)
+        base = table.table_uri.rstrip("/")
+        frame = self.spark.read.schema(schema).option("basePath", base).parquet(*uris)
+        return frame.select(*schema.fieldNames())  # Spark moves partition columns last
+
+    def replace_partitions(
+        self, frame: DataFrame, uri: str, partitions: Sequence[date], info: CommitInfo
+    ) -> int:
+        if is_remote(uri):
+            raise TableError(
+                f"{uri}: the embedded Delta writer needs a local offline_root; on a cluster put the"
+                " delta-spark JARs on the classpath (spark-submit --packages io.delta:...)"
+            )
+        wanted = {partition_value(d) for d in partitions}
+        if not wanted:
+            raise TableError(f"{uri}: no partitions to replace")
+        root = Path(uri)
+        staging = root / "_staging" / uuid.uuid4().hex
+        schema = nullable(frame.schema)
+        try:
+            frame.write.partitionBy(PARTITION_COLUMN).mode("error").parquet(str(staging))
+            added = self._move_into_table(staging, root, wanted)
+            return self._commit(root, schema, added, wanted, info)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    @staticmethod
+    def _move_into_table(staging: Path, root: Path, wanted: set[str]) -> list[tuple[Path, str]]:
+        """Move staged files to ``root/ds=.../``; refuse any file outside the replaced partitions."""
+        run = staging.name[:12]
+        moved: list[tuple[Path, str]] = []
+        for file in sorted(staging.glob(f"{PARTITION_COLUMN}=*/*.parquet")):
+            value = file.parent.name.split("=", 1)[1]
+            if value not in wanted:
+                raise TableError(
+                    f"{root}: refusing to commit: a file for {PARTITION_COLUMN}={value} is outside the"
+                    f" partitions being replaced ({', '.join(sorted(wanted))})"
+                )
+            target_dir = root / f"{PARTITION_COLUMN}={value}"
+            target_dir.mkdir(parents=True, exist_ok=True)
+            target = target_dir / f"{run}-{file.name}"
+            os.replace(file, target)
+            moved.append((target, value))
+        return moved
+
+    def _commit(
+        self,
+        root: Path,
+        schema: StructType,
+        files: list[tuple[Path, str]],
+        wanted: set[str],
+        info: CommitInfo,
+    ) -> int:
+        from deltalake import CommitProperties, DeltaTable
+        from deltalake.exceptions import CommitFailedError
+        from deltalake.transaction import AddAction
+
+        arrow_schema = _arrow_schema(schema)
+        actions = [
+            AddAction(
+                path=str(path.relative_to(root)),
+                size=path.stat().st_size,
+                partition_values={PARTITION_COLUMN: value},
+                modification_time=int(path.stat().st_mtime * 1000),
+                data_change=True,
+                stats=_file_stats(path),
+            )
+            for path, value in files
+        ]
+        if os.environ.get(FAULT_ENV) == "kill-before-commit":
+            os.kill(os.getpid(), signal.SIGKILL)
+        properties = CommitProperties(custom_metadata=info.metadata())
+        uri = str(root)
+        for attempt in range(1, COMMIT_RETRIES + 1):
+            table = self._open(uri)
+            if table is None:
+                table = DeltaTable.create(
+                    uri, schema=arrow_schema, partition_by=[PARTITION_COLUMN], mode="ignore"
+                )
+            self._check_schema(uri, table, arrow_schema)
+            try:
+                table.create_write_transaction(
+                    actions,
+                    mode="overwrite",
+                    schema=arrow_schema,
+                    partition_by=[PARTITION_COLUMN],
+                    partition_filters=[(PARTITION_COLUMN, "in", sorted(wanted))],
+                    commit_properties=properties,
+                )
+            except CommitFailedError as exc:
+                # Another writer committed first (e.g. a parallel backfill of other partitions):
+                # reload and commit again on top of it.
+                log.warning("commit conflict on %s (attempt %d): %s", uri, attempt, exc)
+                continue
+            table.update_incremental()
+            return int(table.version())
+        raise TableError(f"{uri}: could not commit after {COMMIT_RETRIES} attempts (concurrent writers)")
+
+    @staticmethod
+    def _check_schema(uri: str, table: Any, arrow_schema: pa.Schema) -> None:
+        import pyarrow as pa
+
+        current = pa.schema(table.schema().to_arrow())
+        if [f.name for f in current] != [f.name for f in arrow_schema]:
+            raise TableError(
+                f"{uri}: table columns {[f.name for f in current]} differ from the job's "
+                f"{[f.name for f in arrow_schema]}; a schema change needs a new view version"
+            )
+
+
+class NativeDeltaTables:
+    """delta-spark on the classpath: Spark reads and writes Delta itself."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+
+    def _exists(self, uri: str) -> bool:
+        from delta.tables import DeltaTable
+
+        return bool(DeltaTable.isDeltaTable(self.spark, uri))
+
+    def version(self, uri: str) -> int | None:
+        from delta.tables import DeltaTable
+
+        if not self._exists(uri):
+            return None
+        row = DeltaTable.forPath(self.spark, uri).history(1).select("version").first()
+        return None if row is None else int(row[0])
+
+    def partitions(self, uri: str) -> list[date]:
+        if not self._exists(uri):
+            return []
+        rows = self.spark.read.format("delta").load(uri).select(PARTITION_COLUMN).distinct().collect()
+        return sorted(row[0] for row in rows)
+
+    def read(
+        self,
+        uri: str,
+        schema: StructType,
+        *,
+        version: int | None = None,
+        ds_range: tuple[date, date] | None = None,
+    ) -> DataFrame:
+        from pyspark.sql import functions as F
+
+        if not self._exists(uri):
+            if version is not None:
+                raise TableError(f"no Delta table at {uri} (version {version} requested)")
+            return self.spark.createDataFrame([], schema)
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        frame = reader.load(uri)
+        if ds_range is not None:
+            frame = frame.where(F.col(PARTITION_COLUMN).between(*ds_range))
+        return frame.select(*schema.fieldNames())
+
+    def replace_partitions(
+        self, frame: DataFrame, uri: str, partitions: Sequence[date], info: CommitInfo
+    ) -> int:
+        values = ", ".join(f"DATE'{partition_value(d)}'" for d in sorted(set(partitions)))
+        (
+            frame.write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", f"{PARTITION_COLUMN} IN ({values})")
+            .option("userMetadata", json.dumps(info.metadata(), sort_keys=True))
+            .partitionBy(PARTITION_COLUMN)
+            .save(uri)
+        )
+        version = self.version(uri)
+        if version is None:  # pragma: no cover - the write just created it
+            raise TableError(f"{uri}: table missing right after a write")
+        return version
+
+
+def delta_extension_active(spark: SparkSession) -> bool:
+    extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    return "DeltaSparkSessionExtension" in extensions
+
+
+def delta_tables(spark: SparkSession) -> DeltaTables:
+    """The table layer for this session: native when delta-spark is configured, else embedded."""
+    if delta_extension_active(spark):
+        return NativeDeltaTables(spark)
+    return EmbeddedDeltaTables(spark)
