@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from skewless.errors import SpecError, SpecProblem
-from skewless.spec.models import DOCUMENT_KEYS, KINDS, VIEW_KINDS, SpecObject
+from skewless.spec.models import DOCUMENT_KEYS, KINDS, NAME_PATTERN, VIEW_KINDS, SpecObject
 from skewless.spec.yaml_source import LocatedDocument, Path, load_documents
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -57,47 +57,79 @@ def discover(defs: FsPath) -> list[FsPath]:
 
 def _friendly(error: dict[str, Any]) -> str:
     kind = error["type"]
+    ctx = error.get("ctx") or {}
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
         return "unknown field"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
+    if kind == "too_short" and ctx.get("min_length") == 1:
+        return "must not be empty"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
+        return (
+            f"expected a lower-case name (a letter, then letters, digits or '_'), got {error.get('input')!r}"
+        )
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "literal_error":
+        message += f", got {error.get('input')!r}"
+    return message
 
 
 def _clean_loc(loc: Iterable[Any]) -> Path:
     return tuple(part for part in loc if part != "[key]")
 
 
+def _is_echo(error: dict[str, Any]) -> bool:
+    """Pydantic's "too short" for a list whose items failed: only an echo of the item errors."""
+    if error["type"] != "too_short":
+        return False
+    given = error.get("input")
+    minimum = (error.get("ctx") or {}).get("min_length")
+    return isinstance(given, (list, tuple, dict)) and isinstance(minimum, int) and len(given) >= minimum
+
+
+_SHAPES: dict[type, str] = {
+    list: "a list",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
 def validate_document(doc: LocatedDocument) -> tuple[Located | None, list[SpecProblem]]:
     """Validate one document against the model of its single top-level key."""
     data = doc.data
-    if not isinstance(data, dict) or len(data) != 1:
-        keys = ", ".join(map(str, data)) if isinstance(data, dict) else type(data).__name__
+    expected = f"one of {', '.join(DOCUMENT_KEYS)}"
+    if not isinstance(data, dict):
+        shape = _SHAPES.get(type(data), f"a {type(data).__name__}")
+        return None, [
+            doc.problem((), f"a document must be a mapping with one top-level key, {expected} (got {shape})")
+        ]
+    if len(data) != 1:
+        if not data:
+            return None, [doc.problem((), f"a document needs one top-level key, {expected}")]
+        _, second, *_ = data
         return None, [
             doc.problem(
-                (),
-                f"a document has exactly one top-level key, one of {', '.join(DOCUMENT_KEYS)}"
-                f" (got {keys or 'nothing'})",
+                (second,),
+                f"a document has exactly one top-level key, {expected} (got {', '.join(map(str, data))});"
+                " separate documents with '---'",
             )
         ]
     ((kind, body),) = data.items()
     if kind not in DOCUMENT_KEYS:
-        return None, [
-            doc.problem((kind,), f"unknown document kind; expected one of {', '.join(DOCUMENT_KEYS)}")
-        ]
+        return None, [doc.problem((kind,), f"unknown document kind; expected {expected}")]
     if not isinstance(body, dict):
         return None, [doc.problem((kind,), "expected a mapping of fields")]
     if kind == "view":
-        view_kind = body.get("kind")
-        if view_kind not in VIEW_KINDS:
-            field = "kind" if "kind" in body else ""
-            message = (
-                f"expected one of {', '.join(VIEW_KINDS)}, got {view_kind!r}"
-                if field
-                else "required field 'kind' is missing (aggregation or snapshot)"
-            )
-            return None, [doc.problem((kind, field) if field else (kind,), message)]
+        if "kind" not in body:
+            return None, [doc.problem((kind, "kind"), "required field is missing (aggregation or snapshot)")]
+        view_kind = body["kind"]
+        if not isinstance(view_kind, str) or view_kind not in VIEW_KINDS:
+            return None, [
+                doc.problem((kind, "kind"), f"expected one of {', '.join(VIEW_KINDS)}, got {view_kind!r}")
+            ]
         model: type[Any] = VIEW_KINDS[view_kind]
     else:
         model = KINDS[kind]
@@ -105,9 +137,19 @@ def validate_document(doc: LocatedDocument) -> tuple[Located | None, list[SpecPr
         obj = model.model_validate(body)
     except ValidationError as exc:
         return None, [
-            doc.problem((kind, *_clean_loc(err["loc"])), _friendly(dict(err))) for err in exc.errors()
+            doc.problem((kind, *_clean_loc(err["loc"])), _friendly(dict(err)))
+            for err in exc.errors()
+            if not _is_echo(dict(err))
         ]
     return Located(kind, obj, doc), []
+
+
+def duplicate_name_problem(kind: str, name: str, doc: LocatedDocument, first: LocatedDocument) -> SpecProblem:
+    """The problem reported on the second definition of a name, pointing at the first one."""
+    return doc.problem(
+        (kind, "name"),
+        f"duplicate {kind} name {name!r} (first defined at {first.file}:{first.line_of((kind, 'name'))})",
+    )
 
 
 @dataclass(frozen=True)
@@ -133,10 +175,16 @@ def _declared_name(doc: LocatedDocument) -> tuple[str, str] | None:
 
 
 def load_tree(defs: FsPath) -> LoadedTree:
-    """Load and validate every document under ``defs``, collecting all problems."""
+    """Load and validate every document under ``defs``, collecting all problems.
+
+    Names are checked for uniqueness here, over valid and broken documents alike, so that a
+    duplicate is reported even while one of its two definitions has other errors. The second
+    definition (in discovery order) is the one reported and dropped.
+    """
     located: list[Located] = []
     problems: list[SpecProblem] = []
     unresolved: set[tuple[str, str]] = set()
+    declared_at: dict[tuple[str, str], LocatedDocument] = {}
     for file in discover(defs):
         name = display_path(file)
         try:
@@ -149,8 +197,14 @@ def load_tree(defs: FsPath) -> LoadedTree:
         for doc in documents:
             obj, doc_problems = validate_document(doc)
             problems.extend(doc_problems)
+            declared = _declared_name(doc)
+            if declared is not None:
+                first = declared_at.setdefault(declared, doc)
+                if first is not doc:
+                    problems.append(duplicate_name_problem(*declared, doc, first))
+                    continue
             if obj is not None:
                 located.append(obj)
-            elif (declared := _declared_name(doc)) is not None:
+            elif declared is not None:
                 unresolved.add(declared)
     return LoadedTree(tuple(located), tuple(problems), frozenset(unresolved))

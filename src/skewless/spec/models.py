@@ -20,9 +20,10 @@ from pydantic import (
     model_validator,
 )
 
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 Name = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64),
+    StringConstraints(pattern=NAME_PATTERN, max_length=64),
 ]
 """Lower-case identifier; used in table paths, Redis keys and column names."""
 
@@ -32,7 +33,7 @@ ColumnType = Literal["int64", "float64", "string", "bool", "timestamp", "date"]
 """Types a source may declare for its columns (timestamps and dates are not feature values)."""
 NUMERIC_DTYPES: frozenset[str] = frozenset({"int64", "float64"})
 
-_DURATION = re.compile(r"^(\d+)([mhd])$")
+_DURATION = re.compile(r"^([0-9]+)([mhd])$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 
 
@@ -43,7 +44,10 @@ def parse_duration(value: object) -> timedelta:
     if not isinstance(value, str) or not (match := _DURATION.match(value.strip())):
         raise ValueError(f"expected a duration like '7d', '12h' or '30m', got {value!r}")
     amount, unit = match.groups()
-    return timedelta(seconds=int(amount) * _UNIT_SECONDS[unit])
+    try:
+        return timedelta(seconds=int(amount) * _UNIT_SECONDS[unit])
+    except OverflowError:
+        raise ValueError(f"duration {value!r} is too large") from None
 
 
 def format_duration(value: timedelta) -> str:
@@ -155,9 +159,23 @@ VIEW_KINDS: dict[str, type[AggregationView] | type[SnapshotView]] = {
 }
 
 
+def _feature_ref(value: object) -> object:
+    """Explain the usual slip ``- view: feature`` (a space after the colon makes a mapping)."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((view, feature),) = value.items()
+        raise ValueError(
+            f"expected 'view:feature' as one string, got a mapping; write '{view}:{feature}'"
+            " (no space after the colon)"
+        )
+    return value
+
+
+FeatureRefText = Annotated[str, BeforeValidator(_feature_ref)]
+
+
 class Service(Spec):
     name: Name
-    features: tuple[str, ...] = Field(min_length=1)
+    features: tuple[FeatureRefText, ...] = Field(min_length=1)
     """``view:feature`` references."""
     description: str | None = None
 

@@ -50,12 +50,17 @@ def format_path(path: Path) -> str:
     return out
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _Builder:
     def __init__(self, file: str) -> None:
         self.file = file
         self.lines: dict[Path, int] = {}
         self.problems: list[SpecProblem] = []
         self._scalars = yaml.constructor.SafeConstructor()
+        self._explicit: dict[int, frozenset[int]] = {}
+        """Per mapping node: ids of the key nodes written in it (not brought in by a merge key)."""
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
@@ -65,15 +70,30 @@ class _Builder:
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         return self._scalars.construct_object(node, deep=True)
 
+    def _forget(self, path: Path) -> None:
+        """Drop the lines recorded under ``path`` (a merged value that an explicit key replaces)."""
+        for known in [p for p in self.lines if p[: len(path)] == path]:
+            del self.lines[known]
+
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
+        # Remember which keys the user wrote here before ``flatten_mapping`` prepends the pairs of
+        # merge keys (<<): an explicit key may override a merged one (YAML merge semantics), but
+        # two explicit keys with the same name are an error. Cached per node because an alias
+        # may make us visit the (already flattened) node again.
+        explicit = self._explicit.get(id(node))
+        if explicit is None:
+            explicit = frozenset(id(k) for k, _ in node.value if k.tag != _MERGE_TAG)
+            self._explicit[id(node)] = explicit
         self._scalars.flatten_mapping(node)  # resolves YAML merge keys (<<)
         result: dict[Any, Any] = {}
+        written: set[Any] = set()
         for key_node, value_node in node.value:
             key = self.build(key_node, (*path, "<key>"))
             line = key_node.start_mark.line + 1
             if not isinstance(key, (str, int, bool)) or isinstance(key, bool):
                 key = str(key)
-            if key in result:
+            is_explicit = id(key_node) in explicit
+            if key in written:  # written twice (merged pairs all come before the written ones)
                 first = self.lines[(*path, key)]
                 self.problems.append(
                     SpecProblem(
@@ -84,10 +104,18 @@ class _Builder:
                     )
                 )
                 continue
+            if key in result:
+                self._forget((*path, key))  # a merged value replaced by a later pair
+            if is_explicit:
+                written.add(key)
             self.lines[(*path, key)] = line
             result[key] = self.build(value_node, (*path, key))
         self.lines.pop((*path, "<key>"), None)
         return result
+
+
+def _is_empty(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null" and node.value == ""
 
 
 def load_documents(text: str, file: str) -> tuple[list[LocatedDocument], list[SpecProblem]]:
@@ -97,16 +125,32 @@ def load_documents(text: str, file: str) -> tuple[list[LocatedDocument], list[Sp
     try:
         nodes: Iterator[yaml.Node] = yaml.compose_all(text, Loader=yaml.SafeLoader)
         for node in nodes:
-            if node is None:
-                continue
+            if node is None or _is_empty(node):
+                continue  # e.g. a trailing '---', or a document commented out between two '---'
             builder = _Builder(file)
             data = builder.build(node, ())
             problems.extend(builder.problems)
             documents.append(LocatedDocument(file, data, builder.lines, start_line=node.start_mark.line + 1))
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        problems.append(SpecProblem(file, line, "", f"invalid YAML: {exc.problem or exc.context}"))
+        problems.append(_syntax_problem(exc, text, file))
     except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises marked errors in practice
         problems.append(SpecProblem(file, 1, "", f"invalid YAML: {exc}"))
     return documents, problems
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> SpecProblem:
+    """A parser error at the line where PyYAML noticed it, naming where the construct began.
+
+    Errors found at the end of the stream (an unclosed quote or bracket) are moved to the last
+    line of the file, and the message says on which line the unclosed construct starts.
+    """
+    mark = exc.problem_mark or exc.context_mark
+    last_line = max(1, len(text.splitlines()))
+    line = min(mark.line + 1, last_line) if mark is not None else 1
+    message = f"invalid YAML: {exc.problem or exc.context}"
+    if exc.problem and exc.context:
+        context = exc.context.removeprefix("while ")
+        if exc.context_mark is not None and exc.context_mark.line + 1 != line:
+            context += f" that starts on line {exc.context_mark.line + 1}"
+        message += f" (while {context})"
+    return SpecProblem(file, line, "", message)
