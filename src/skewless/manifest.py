@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from skewless.errors import RegistryError, UnknownObjectError
 
@@ -156,7 +156,15 @@ class Manifest(Frozen):
                 f"{SCHEMA_VERSION}; upgrade skewless or re-apply the registry"
             )
         stated = body.pop("registry_hash", None)
-        manifest = cls.model_validate(body)
+        try:
+            manifest = cls.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"])) or "(top level)"
+            raise RegistryError(
+                f"{origin}: not a valid registry ({exc.error_count()} problem(s); first at {where}:"
+                f" {first['msg']})"
+            ) from None
         if stated is not None and stated != manifest.registry_hash:
             raise RegistryError(f"{origin}: registry hash mismatch (file edited by hand?)")
         return manifest

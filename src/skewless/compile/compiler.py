@@ -26,7 +26,7 @@ from skewless.manifest import (
     ViewSpec,
     sha256_of,
 )
-from skewless.spec.loader import Located, load_tree
+from skewless.spec.loader import Located, duplicate_name_problem, load_tree
 from skewless.spec.models import (
     NEEDS_COLUMN,
     NEEDS_NUMERIC,
@@ -71,14 +71,8 @@ class _Compiler:
         for item in objects:
             name = item.obj.name
             first = self.by_kind[item.kind].get(name)
-            if first is not None:
-                self.problems.append(
-                    item.problem(
-                        ("name",),
-                        f"duplicate {item.kind} name {name!r} (first defined at "
-                        f"{first.document.file}:{first.document.line_of((item.kind, 'name'))})",
-                    )
-                )
+            if first is not None:  # load_tree already drops these; callers may pass any objects
+                self.problems.append(duplicate_name_problem(item.kind, name, item.document, first.document))
                 continue
             self.by_kind[item.kind][name] = item
 
@@ -157,7 +151,7 @@ class _Compiler:
 
         if view.ttl <= timedelta(0):
             self.problems.append(item.problem(("ttl",), "must be positive"))
-        if isinstance(view, AggregationView) and view.ttl < ONE_DAY + view.availability_lag:
+        elif isinstance(view, AggregationView) and view.ttl < ONE_DAY + view.availability_lag:
             self.problems.append(
                 item.problem(
                     ("ttl",),
@@ -184,9 +178,17 @@ class _Compiler:
                     item.problem(path, f"duplicate feature name (also features[{seen[feature.name]}])")
                 )
             seen.setdefault(feature.name, index)
-            if feature.name in RESERVED_COLUMNS or feature.name in key_names:
+            if feature.name in RESERVED_COLUMNS:
                 self.problems.append(
-                    item.problem(path, f"{feature.name!r} is a reserved or join-key column name")
+                    item.problem(
+                        path,
+                        f"{feature.name!r} is a reserved column name"
+                        f" ({', '.join(sorted(RESERVED_COLUMNS))} are added by skewless)",
+                    )
+                )
+            elif feature.name in key_names:
+                self.problems.append(
+                    item.problem(path, f"{feature.name!r} is a join key of entity {view.entity!r}")
                 )
 
         if source is not None and source.columns is not None:
@@ -259,6 +261,8 @@ class _Compiler:
     ) -> dict[str, object]:
         return {
             "kind": view.kind,
+            "entity": view.entity,
+            "source": view.source,
             "join_keys": [k.model_dump() for k in entity.join_keys] if entity else [],
             "source_timestamp": [
                 source.timestamp,
@@ -302,20 +306,30 @@ class _Compiler:
                         f"column {feature.column!r} is not declared in source {source.name!r}",
                     )
                 )
-        if (
+        if feature.function in NEEDS_NUMERIC and column_dtype is not None:
+            if column_dtype not in NUMERIC_DTYPES:
+                self.problems.append(
+                    item.problem(
+                        (*path, "function"),
+                        f"{feature.function!r} needs a numeric column, but {feature.column!r} is "
+                        f"{column_dtype}",
+                    )
+                )
+        elif (
             feature.function in NEEDS_NUMERIC
-            and column_dtype is not None
-            and column_dtype not in NUMERIC_DTYPES
+            and feature.dtype is not None
+            and _aggregation_dtype(feature.function, feature.dtype) not in NUMERIC_DTYPES
         ):
             self.problems.append(
                 item.problem(
-                    (*path, "function"),
-                    f"{feature.function!r} needs a numeric column, but {feature.column!r} is {column_dtype}",
+                    (*path, "dtype"),
+                    f"{feature.function!r} needs a numeric column, but dtype is {feature.dtype}",
                 )
             )
         dtype = _aggregation_dtype(feature.function, column_dtype or feature.dtype)
-        if dtype is None and source is None:
-            return None  # the source itself is reported broken; do not echo it per feature
+        if dtype is None and (source is None or len(self.problems) > before):
+            # the source or the column is already reported; do not echo it as an unknown type
+            return None
         if dtype is None:
             self.problems.append(
                 item.problem(
