@@ -81,3 +81,15 @@ class TableError(SkewlessError):
 
 class UnknownObjectError(SkewlessError):
     """A view, feature or service named on the command line or in a request does not exist."""
+
+
+class OnlineStoreError(SkewlessError):
+    """Redis could not be reached or answered unexpectedly (the URL in the message has no password)."""
+
+
+class EntityError(SkewlessError):
+    """An entity row of an online request is malformed: a missing key, a null, or a value of the wrong type."""
+
+
+class PublishRefused(SkewlessError):
+    """``materialize`` refused to publish a ``ds`` whose values are not available yet."""
