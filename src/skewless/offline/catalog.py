@@ -26,10 +26,15 @@ def committed_partitions(table_uri: str, version: int | None = None) -> list[dat
         if not DeltaTable.is_deltatable(table_uri, storage_options=options):
             return []
         table = DeltaTable(table_uri, version=version, storage_options=options)
+        partition_columns = table.metadata().partition_columns
         partitions = table.partitions()
     except (DeltaError, OSError) as exc:
         at = "" if version is None else f" at version {version}"
         raise TableError(f"cannot read the Delta log of {table_uri}{at}: {exc}") from exc
+    if "ds" not in partition_columns:
+        raise TableError(
+            f"{table_uri} is not partitioned by ds (partition columns: {partition_columns or 'none'})"
+        )
     days: set[date] = set()
     for partition in partitions:
         value = partition.get("ds")
@@ -40,6 +45,14 @@ def committed_partitions(table_uri: str, version: int | None = None) -> list[dat
         except ValueError:
             raise TableError(f"{table_uri}: partition ds={value!r} is not a yyyy-mm-dd date") from None
     return sorted(days)
+
+
+def table_version(table_uri: str) -> int | None:
+    """The table's current Delta version, None when there is no table."""
+    options = storage_options(table_uri)
+    if not DeltaTable.is_deltatable(table_uri, storage_options=options):
+        return None
+    return int(DeltaTable(table_uri, storage_options=options).version())
 
 
 def committed_ranges(settings: Settings, *manifests: Manifest) -> dict[str, DateRange]:

@@ -194,8 +194,9 @@ class EmbeddedDeltaTables:
         return DeltaTable(uri, version=version, storage_options=options)
 
     def version(self, uri: str) -> int | None:
-        table = self._open(uri)
-        return None if table is None else int(table.version())
+        from skewless.offline.catalog import table_version
+
+        return table_version(uri)
 
     def partitions(self, uri: str) -> list[date]:
         from skewless.offline.catalog import committed_partitions
