@@ -7,6 +7,7 @@ command and only skewless's semantic settings (UTC, microsecond timestamps) are 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from typing import TYPE_CHECKING
@@ -63,6 +64,9 @@ def get_spark(settings: Settings | None = None, app_name: str = "skewless") -> S
     builder = SparkSession.builder.appName(app_name)
     if not _under_spark_submit():
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers (foreachPartition, UDFs) run this interpreter, so they see the same
+        # installed packages; otherwise Spark starts whatever `python3` is first on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.master(settings.spark.master)
         local_dir = tempfile.mkdtemp(prefix="skewless-spark-")
         for key, value in {**LOCAL_DEFAULTS, "spark.local.dir": local_dir}.items():
