@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from skewless.manifest import Manifest, ViewSpec
+from skewless.manifest import Manifest, ServiceSpec, ViewSpec
 
 Action = Literal["added", "changed", "removed"]
 
@@ -84,6 +84,8 @@ def _show(value: Any) -> str:
         return "(none)"
     if isinstance(value, list):
         return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
@@ -98,34 +100,13 @@ def _view_changes(
     details += [f"source.{d}" for d in _field_diff(old.source, new.source)]
     if old.expectations != new.expectations:
         details.append("expectations changed")
-    breaking: list[str] = []
-    backfills: list[Backfill] = []
-
-    if new.version < old.version:
-        breaking.append(f"view {new.name}: version went down ({old.version} -> {new.version})")
-        return details, breaking, backfills
-    if new.version > old.version:
-        previous = committed.get(old.table)
-        backfills.append(
-            Backfill(
-                new.name,
-                new.table,
-                f"version {old.version} -> {new.version}: new table {new.table}"
-                f" (the v{old.version} table is kept)",
-                previous,
-            )
-        )
-        return details, breaking, backfills
 
     old_features = {f.name: f for f in old.features}
     new_features = {f.name: f for f in new.features}
     added = [name for name in new_features if name not in old_features]
-    for name in sorted(old_features.keys() - new_features.keys()):
-        details.append(f"feature {name}: removed")
-        breaking.append(
-            f"view {new.name} v{new.version}: feature {name} removed (bump the version: the"
-            " table's schema would change under its existing partitions)"
-        )
+    removed = sorted(old_features.keys() - new_features.keys())
+    details += [f"feature {name}: removed" for name in removed]
+    changed_meaning: list[tuple[str, list[str]]] = []
     for name, feature in new_features.items():
         before = old_features.get(name)
         if before is None:
@@ -134,11 +115,39 @@ def _view_changes(
         diff = _field_diff(before, feature, exclude=frozenset({"meaning_hash"}))
         details += [f"feature {name}: {d}" for d in diff]
         if before.meaning_hash != feature.meaning_hash:
-            why = "; ".join(diff) or _meaning_context(old, new)
-            breaking.append(
-                f"view {new.name} v{new.version}: feature {name} changed meaning ({why})"
-                " without a version bump"
+            changed_meaning.append((name, diff))
+
+    breaking: list[str] = []
+    backfills: list[Backfill] = []
+    if new.version < old.version:
+        breaking.append(
+            f"view {new.name}: version went down ({old.version} -> {new.version}); versions only go up"
+        )
+        return details, breaking, backfills
+    if new.version > old.version:
+        # A new version is a new table: every change is allowed, the old table stays as it is.
+        details.append(f"new table {new.table} (the v{old.version} table {old.table} is kept)")
+        backfills.append(
+            Backfill(
+                new.name,
+                new.table,
+                f"version {old.version} -> {new.version}: new table {new.table}"
+                f" (the v{old.version} table's committed range is proposed)",
+                committed.get(old.table),
             )
+        )
+        return details, breaking, backfills
+
+    for name in removed:
+        breaking.append(
+            f"view {new.name} v{new.version}: feature {name} removed (bump the version: the"
+            " table's schema would change under its existing partitions)"
+        )
+    for name, diff in changed_meaning:
+        why = "; ".join(diff) or _meaning_context(old, new)
+        breaking.append(
+            f"view {new.name} v{new.version}: feature {name} changed meaning ({why}) without a version bump"
+        )
     if added and not breaking:
         backfills.append(
             Backfill(
@@ -149,6 +158,15 @@ def _view_changes(
             )
         )
     return details, breaking, backfills
+
+
+def _service_details(old: ServiceSpec, new: ServiceSpec) -> tuple[str, ...]:
+    before, after = [str(r) for r in old.features], [str(r) for r in new.features]
+    details = [f"feature {ref}: added" for ref in after if ref not in before]
+    details += [f"feature {ref}: removed" for ref in before if ref not in after]
+    if not details and before != after:
+        details.append("feature order changed")
+    return tuple(details)
 
 
 def _meaning_context(old: ViewSpec, new: ViewSpec) -> str:
@@ -184,7 +202,13 @@ def plan(
             elif name not in after:
                 changes.append(Change(kind, name, "removed"))
             elif before[name] != after[name]:
-                changes.append(Change(kind, name, "changed", tuple(_field_diff(before[name], after[name]))))
+                old_obj, new_obj = before[name], after[name]
+                diff = (
+                    _service_details(old_obj, new_obj)
+                    if isinstance(old_obj, ServiceSpec) and isinstance(new_obj, ServiceSpec)
+                    else tuple(_field_diff(old_obj, new_obj))
+                )
+                changes.append(Change(kind, name, "changed", diff))
 
     for name in sorted(old.views.keys() | new.views.keys()):
         before_view, after_view = old.views.get(name), new.views.get(name)

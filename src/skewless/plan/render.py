@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from skewless.plan.planner import Backfill, Plan
 
 _SIGN = {"added": "+", "changed": "~", "removed": "-"}
@@ -14,6 +16,16 @@ def _backfill_line(backfill: Backfill) -> str:
         else "no committed partitions yet: choose the history to build"
     )
     return f"{backfill.view} -> {backfill.table}: {backfill.reason}; {where}"
+
+
+def _md(text: str) -> str:
+    """``text`` as one line of Markdown: newlines (a multi-line filter) folded, no HTML tags."""
+    return re.sub(r"\s*\n\s*", " ", text.strip()).replace("<", "&lt;")
+
+
+def _cell(text: str) -> str:
+    """``text`` inside a Markdown table cell: one line, pipes escaped."""
+    return _md(text).replace("|", "\\|")
 
 
 def render_text(plan: Plan) -> str:
@@ -42,13 +54,13 @@ def render_markdown(plan: Plan) -> str:
     lines = ["### skewless plan", "", f"Registry {old} -> `{plan.new_hash[:12]}`", ""]
     if plan.breaking:
         lines += ["> [!CAUTION]", "> **Refused: breaking changes without a version bump**"]
-        lines += [f"> - {reason}" for reason in plan.breaking]
+        lines += [f"> - {_md(reason)}" for reason in plan.breaking]
         lines.append("")
     lines += ["| | kind | name | details |", "|---|---|---|---|"]
     for change in plan.changes:
-        details = "<br>".join(d.replace("|", "\\|") for d in change.details) or change.action
+        details = "<br>".join(_cell(d) for d in change.details) or change.action
         lines.append(f"| {_SIGN[change.action]} | {change.kind} | `{change.name}` | {details} |")
     if plan.backfills:
         lines += ["", "**Backfills needed**", ""]
-        lines += [f"- {_backfill_line(b)}" for b in plan.backfills]
+        lines += [f"- {_md(_backfill_line(b))}" for b in plan.backfills]
     return "\n".join(lines) + "\n"
