@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from skewless.runtime.settings import Settings, load_settings
 if TYPE_CHECKING:
     from skewless.manifest import Manifest
     from skewless.offline.jobs import RunResult
+    from skewless.plan import Plan
 
 
 @dataclass
@@ -28,8 +30,9 @@ class Context:
     conf: str | None
     debug: bool
 
-    @property
+    @cached_property
     def settings(self) -> Settings:
+        """Loaded on first use, so ``validate --defs DIR`` works without any config file."""
         return load_settings(self.conf)
 
 
@@ -82,7 +85,7 @@ def validate(context: Context, defs: str | None, deep: bool) -> int:
     return 0
 
 
-def _plan(context: Context, defs: str | None):  # type: ignore[no-untyped-def]
+def _plan(context: Context, defs: str | None) -> tuple[Manifest, Plan]:
     from skewless.compile import compile_tree
     from skewless.offline.catalog import committed_ranges
     from skewless.plan import plan
@@ -91,7 +94,8 @@ def _plan(context: Context, defs: str | None):  # type: ignore[no-untyped-def]
     settings = context.settings
     manifest = compile_tree(_defs(context, defs))
     deployed = read_registry(settings.registry_uri)
-    ranges = committed_ranges(settings, deployed) if deployed else {}
+    # Tables of both manifests: a re-added view may find its old table still holding partitions.
+    ranges = committed_ranges(settings, manifest, *([deployed] if deployed else []))
     return manifest, plan(deployed, manifest, ranges)
 
 
@@ -117,12 +121,11 @@ def apply(context: Context, defs: str | None) -> int:
     from skewless.registry import publish_registry
 
     manifest, result = _plan(context, defs)
+    click.echo(render_text(result))
     if result.breaking:
         raise PlanRefused(result.breaking)
     if not result.has_changes:
-        click.echo(render_text(result))
         return 0
-    click.echo(render_text(result))
     registry_hash = publish_registry(context.settings.registry_uri, manifest)
     click.echo(f"\nApplied registry {registry_hash[:12]} to {context.settings.registry_uri}")
     return 0
@@ -177,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: the one place that turns errors into messages and exit codes."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
+        # Without standalone mode click raises instead of exiting, and returns the command's
+        # return value, or the code of a ``ctx.exit`` (0 after --help and --version).
         result = cli.main(args=args, prog_name="skewless", standalone_mode=False)
     except SkewlessError as exc:
         if "--debug" in args:

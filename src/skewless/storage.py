@@ -38,11 +38,17 @@ def read_text(uri: str) -> str | None:
         client = _s3_client()
         try:
             response = client.get_object(Bucket=bucket, Key=key)
+            body = response["Body"].read()
         except client.exceptions.NoSuchKey:
             return None
         except Exception as exc:  # botocore raises many types; all mean "cannot read"
             raise StorageError(f"cannot read {uri}: {exc}") from exc
-        return str(response["Body"].read().decode("utf-8"))
+        try:
+            return str(body.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise StorageError(
+                f"cannot read {uri}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from exc
     path = Path(uri.removeprefix("file://"))
     try:
         return path.read_text(encoding="utf-8")
@@ -50,6 +56,8 @@ def read_text(uri: str) -> str | None:
         return None
     except OSError as exc:
         raise StorageError(f"cannot read {uri}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise StorageError(f"cannot read {uri}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
 
 
 def write_text(uri: str, text: str) -> None:
