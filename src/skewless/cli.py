@@ -176,6 +176,88 @@ def backfill(context: Context, view: str, start: datetime, end: datetime) -> int
     return 0
 
 
+# --- Online store: materialize, get-online, serve (DESIGN.md section 6) -------------------------
+
+
+@cli.command()
+@click.argument("view")
+@click.option("--ds", "ds", type=click.DateTime(["%Y-%m-%d"]), default=None, help="UTC date to publish.")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First UTC date.")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last UTC date (inclusive).")
+@pass_context
+def materialize(
+    context: Context, view: str, ds: datetime | None, start: datetime | None, end: datetime | None
+) -> int:
+    """Publish ds partitions of VIEW from the offline table to Redis."""
+    from skewless.online.materialize import materialize as publish
+    from skewless.runtime.spark import get_spark
+
+    if (ds is None) == (start is None or end is None) or (ds is not None and (start or end)):
+        raise click.UsageError("give either --ds DATE or both --start DATE and --end DATE")
+    first, last = (ds.date(), ds.date()) if ds is not None else (start.date(), end.date())  # type: ignore[union-attr]
+    manifest = _registry(context)
+    spark = get_spark(context.settings, app_name=f"skewless-materialize-{view}")
+    result = publish(spark, context.settings, manifest, view, first, last)
+    days = str(first) if first == last else f"{first}..{last}"
+    click.echo(
+        f"{result.view}: published ds {days}: {result.rows} rows ({result.tombstones} tombstones); "
+        f"{result.written} written, {result.kept_newer} kept (newer in Redis), "
+        f"{result.already_expired} already expired"
+    )
+    if result.days_without_rows:
+        missing = ", ".join(map(str, result.days_without_rows))
+        click.echo(f"warning: no committed rows for ds {missing} (not computed yet?)", err=True)
+    return 0
+
+
+@cli.command(name="get-online")
+@click.option("--service", default=None, help="Feature service name.")
+@click.option("--features", default=None, help="Comma-separated view:feature list.")
+@click.option(
+    "--entity",
+    "entities",
+    multiple=True,
+    required=True,
+    help="One entity: key=value[,key=value] or a JSON object; repeat for more entities.",
+)
+@click.option("--now", default=None, help="Answer as of this ISO-8601 time (UTC if no zone); default now.")
+@pass_context
+def get_online(
+    context: Context, service: str | None, features: str | None, entities: tuple[str, ...], now: str | None
+) -> int:
+    """Print online feature values as JSON, one object per entity (nulls as null, NaN as "NaN")."""
+    from skewless.online.client import OnlineClient, parse_entity
+    from skewless.online.jsonio import dumps, json_rows
+
+    if (service is None) == (features is None):
+        raise click.UsageError("give either --service NAME or --features view:feature,...")
+    at = None
+    if now is not None:
+        try:
+            at = datetime.fromisoformat(now)
+        except ValueError:
+            raise click.BadParameter(f"not an ISO-8601 time: {now!r}", param_hint="--now") from None
+    with OnlineClient(context.settings, _registry(context)) as client:
+        plan = client.plan(features, service)
+        rows = client.get_online_features(
+            [parse_entity(text, plan) for text in entities], features, service, now=at
+        )
+    click.echo(dumps(json_rows(rows), indent=2))
+    return 0
+
+
+@cli.command()
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@pass_context
+def serve(context: Context, port: int, host: str) -> int:
+    """HTTP feature server: GET /health, POST /features."""
+    from skewless.online.server import serve as run_server
+
+    run_server(context.settings, _registry(context), host, port)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: the one place that turns errors into messages and exit codes."""
     args = list(sys.argv[1:] if argv is None else argv)

@@ -1,0 +1,108 @@
+"""A private, throw-away redis-server on a loopback port (tests, benchmarks, the local demo).
+
+No persistence (``--save '' --appendonly no``): a killed or restarted server comes back empty.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from skewless.errors import OnlineStoreError
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalRedis:
+    """``with LocalRedis() as server: server.url`` - started on a free port, stopped on exit."""
+
+    def __init__(self, port: int | None = None, workdir: Path | None = None, binary: str = "redis-server"):
+        self.port = port or free_port()
+        self.binary = binary
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="skewless-redis-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> LocalRedis:
+        path = shutil.which(self.binary)
+        if path is None:
+            raise OnlineStoreError(
+                f"{self.binary} not found on PATH (Debian/Ubuntu: apt-get install redis-server)"
+            )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        command = [path, "--save", "", "--appendonly", "no", "--port", str(self.port), "--bind", HOST]
+        command += ["--dir", str(self.workdir), "--daemonize", "no", "--loglevel", "warning"]
+        log = (self.workdir / "redis.log").open("ab")
+        self.process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise OnlineStoreError(
+                    f"redis-server exited at start (code {self.process.returncode}); "
+                    f"see {self.workdir}/redis.log"
+                )
+            if self.ping():
+                return self
+            time.sleep(0.01)
+        self.stop()
+        raise OnlineStoreError(f"redis-server did not answer on port {self.port} within {timeout_s} s")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection((HOST, self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL (a crash): the data is gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def restart(self) -> LocalRedis:
+        self.kill()
+        return self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LocalRedis:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,283 @@
+"""Publish offline view partitions to Redis: the work behind ``skewless materialize``.
+
+The view table's partitions are read with Spark and written by the executors with
+``DataFrame.foreachPartition``: one Redis connection per Spark partition, rows encoded in the
+worker and sent in bounded batches (``batch_size`` keys per ``EVALSHA``, ``pipeline_depth``
+batches per round trip). Nothing but a few counters comes back to the driver.
+
+Every write is a check-and-set inside Redis (see :mod:`skewless.online.redis_store`), so
+partitions may be written in any order, concurrently, or again: a rerun after a failure, or a
+late backfill of an old ``ds``, never replaces a newer value.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
+from skewless.errors import OnlineStoreError, PublishRefused, SkewlessError, TableError
+from skewless.manifest import Manifest, ViewSpec
+from skewless.online.encoding import (
+    FORMAT_TOMBSTONE,
+    FORMAT_VALUES,
+    HEADER,
+    MIN_TIMESTAMP_US,
+    VALUE_HEADER,
+    ViewCodec,
+    pack_payload,
+)
+from skewless.online.redis_store import ScriptWriter, WriteCounts, connect, describe_error
+from skewless.runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 256
+DEFAULT_PIPELINE_DEPTH = 8
+# Lets the driver pick the worker's message out of Spark's wrapped Python traceback.
+_MARKER = "[skewless-online] "
+_MARKER_RE = re.compile(re.escape(_MARKER) + r"(.+)")
+
+
+@dataclass(frozen=True)
+class MaterializeResult:
+    view: str
+    start: date
+    end: date
+    rows: int
+    """Rows read from the offline table (values and tombstones)."""
+    tombstones: int
+    written: int
+    kept_newer: int
+    """Rows not written because Redis already held a newer value for the key."""
+    already_expired: int
+    """Rows not written because their ``feature_ts + ttl`` had passed."""
+    days_without_rows: tuple[date, ...]
+    """Days of the range with no committed rows (never computed, or no entity at all)."""
+
+
+def boundary(day: date) -> datetime:
+    """``B(ds)``: the end of the UTC day (DESIGN.md section 2)."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def available_at(view: ViewSpec, day: date) -> datetime:
+    """The ``feature_ts`` of the rows of ``day``: boundary plus availability lag."""
+    return boundary(day) + timedelta(seconds=view.availability_lag_seconds)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the epoch; a naive datetime is read as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def materialize(
+    spark: SparkSession,
+    settings: Settings,
+    manifest: Manifest,
+    view_name: str,
+    start: date,
+    end: date | None = None,
+    *,
+    now: datetime | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    pipeline_depth: int = DEFAULT_PIPELINE_DEPTH,
+) -> MaterializeResult:
+    """Publish the rows of ``view_name`` for every ``ds`` in ``[start, end]`` to Redis."""
+    from skewless.offline.delta import delta_tables
+    from skewless.offline.jobs import days_between
+    from skewless.offline.schemas import view_schema
+
+    view = manifest.view(view_name)
+    end = end or start
+    days = days_between(start, end)
+    now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    future = [day for day in days if available_at(view, day) > now]
+    if future:
+        first = future[0]
+        raise PublishRefused(
+            f"{view.name}: ds {first}{' and later' if len(future) > 1 else ''} cannot be published yet: "
+            f"its values are available at {available_at(view, first).isoformat()} (boundary + "
+            f"availability lag), which is after now ({now.isoformat(timespec='seconds')})"
+        )
+    if batch_size < 1 or pipeline_depth < 1:
+        raise SkewlessError("batch_size and pipeline_depth must be positive")
+
+    tables = delta_tables(spark)
+    uri = settings.table_uri(view.table)
+    if tables.version(uri) is None:
+        raise TableError(
+            f"{view.name}: no offline table at {uri}; compute it first (skewless run {view.name} --ds ...)"
+        )
+    committed = set(tables.partitions(uri))
+    missing = tuple(day for day in days if day not in committed)
+
+    codec = ViewCodec(view)
+    _prepare(settings.redis_url, codec)
+
+    frame = _publishable_rows(
+        tables.read(uri, view_schema(view), ds_range=(start, end)), view, to_micros(now), codec.ttl_us
+    )
+    parallelism = spark.sparkContext.defaultParallelism
+    if frame.rdd.getNumPartitions() < parallelism:
+        frame = frame.repartition(parallelism)
+
+    context = spark.sparkContext
+    counters = tuple(context.accumulator(0) for _ in range(5))
+    writer = PartitionWriter(settings.redis_url, view, batch_size, pipeline_depth, counters)
+    context.setJobDescription(f"skewless materialize {view.name} {start}..{end}")
+    try:
+        frame.foreachPartition(writer)
+    except Exception as exc:
+        raise _job_failure(exc, view, start, end) from None
+    finally:
+        context.setJobDescription(None)  # type: ignore[arg-type]
+    rows, tombstones, written, kept, expired = (int(c.value) for c in counters)
+    log.info(
+        "%s: published ds %s..%s: %d rows (%d tombstones), %d written, %d kept (newer in Redis), "
+        "%d already expired",
+        view.name,
+        start,
+        end,
+        rows,
+        tombstones,
+        written,
+        kept,
+        expired,
+    )
+    return MaterializeResult(view.name, start, end, rows, tombstones, written, kept, expired, missing)
+
+
+def _prepare(url: str, codec: ViewCodec) -> None:
+    """Fail fast on the driver when Redis is unreachable; publish the layout document."""
+    import redis
+
+    client = connect(url)
+    try:
+        client.ping()
+        ScriptWriter(client)
+        client.set(codec.layout_key, codec.layout_document())
+    except redis.RedisError as exc:
+        raise OnlineStoreError(
+            f"{codec.view_name}: cannot publish: {describe_error(exc, url)}; nothing was written"
+        ) from None
+    finally:
+        client.close()
+
+
+def _publishable_rows(frame: DataFrame, view: ViewSpec, now_us: int, ttl_us: int) -> DataFrame:
+    """keys, feature_ts and created_ts as microseconds, then the features; rows that can matter only."""
+    from pyspark.sql import functions as F
+
+    feature_ts = F.unix_micros(F.col("feature_ts"))
+    selected = frame.select(
+        *view.key_names,
+        feature_ts.alias("_feature_ts_us"),
+        F.coalesce(F.unix_micros(F.col("created_ts")), F.lit(MIN_TIMESTAMP_US)).alias("_created_ts_us"),
+        *view.feature_names,
+    )
+    condition = F.col("_feature_ts_us").isNotNull() & (F.col("_feature_ts_us") + F.lit(ttl_us) >= now_us)
+    for key in view.key_names:  # a row without its keys addresses no entity (validation rejects them)
+        condition = condition & F.col(key).isNotNull()
+    return selected.where(condition)
+
+
+def _job_failure(exc: Exception, view: ViewSpec, start: date, end: date) -> SkewlessError:
+    match = _MARKER_RE.search(str(exc))
+    if match is None:
+        raise exc
+    days = str(start) if start == end else f"{start}..{end}"
+    return OnlineStoreError(
+        f"{view.name}: materialize ds {days} failed: {match.group(1).strip()}. Keys written before the "
+        "failure hold valid values; rerun the same command once Redis is back (writes are idempotent "
+        "and never replace newer values)"
+    )
+
+
+class PartitionWriter:
+    """The function ``foreachPartition`` runs on the executors (picklable; connects on the executor)."""
+
+    def __init__(
+        self, url: str, view: ViewSpec, batch_size: int, pipeline_depth: int, counters: Sequence[Any]
+    ) -> None:
+        self.url = url
+        self.view = view
+        self.batch_size = batch_size
+        self.pipeline_depth = pipeline_depth
+        self.counters = counters
+
+    def __call__(self, rows: Iterable[Sequence[Any]]) -> None:
+        import redis
+
+        codec = ViewCodec(self.view)
+        client = connect(self.url)
+        try:
+            stats = write_rows(ScriptWriter(client), codec, rows, self.batch_size, self.pipeline_depth)
+        except redis.RedisError as exc:
+            raise OnlineStoreError(_MARKER + describe_error(exc, self.url)) from None
+        finally:
+            client.close()
+        for counter, value in zip(self.counters, stats, strict=True):
+            counter.add(value)
+
+
+def write_rows(
+    writer: ScriptWriter,
+    codec: ViewCodec,
+    rows: Iterable[Sequence[Any]],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    pipeline_depth: int = DEFAULT_PIPELINE_DEPTH,
+) -> tuple[int, int, int, int, int]:
+    """Encode and write rows of (keys..., feature_ts_us, created_ts_us, features...).
+
+    Returns (rows, tombstones, written, kept_newer, already_expired). A row whose features are
+    all null is a tombstone.
+    """
+    key_of = codec.key_function()
+    first_feature = len(codec.key_names) + 2
+    n_features = len(codec.feature_names)
+    ts_index = first_feature - 2
+    layout = codec.layout_id
+    ttl_us = codec.ttl_us
+    pack_value = VALUE_HEADER.pack
+    pack_tombstone = HEADER.pack
+    packb = pack_payload
+    counts = WriteCounts()
+    rows_seen = tombstones = 0
+    keys: list[str] = []
+    values: list[bytes] = []
+    batches: list[tuple[list[str], list[bytes]]] = []
+    for row in rows:
+        row = tuple(row)  # a pyspark Row indexes through Python code; a tuple does not
+        features = row[first_feature:]
+        feature_ts, created_ts = row[ts_index], row[ts_index + 1]
+        if features.count(None) == n_features:
+            values.append(pack_tombstone(FORMAT_TOMBSTONE, feature_ts, created_ts))
+            tombstones += 1
+        else:
+            values.append(pack_value(FORMAT_VALUES, feature_ts, created_ts, layout) + packb(features))
+        keys.append(key_of(row))
+        if len(keys) >= batch_size:
+            rows_seen += len(keys)
+            batches.append((keys, values))
+            keys, values = [], []
+            if len(batches) >= pipeline_depth:
+                counts = counts + writer.write(ttl_us, batches)
+                batches = []
+    if keys:
+        rows_seen += len(keys)
+        batches.append((keys, values))
+    if batches:
+        counts = counts + writer.write(ttl_us, batches)
+    return rows_seen, tombstones, counts.written, counts.kept_newer, counts.already_expired

@@ -1,0 +1,190 @@
+"""Redis connection and the check-and-set write script of the online store.
+
+Connections come from ``settings.redis_url`` (``redis://`` or ``rediss://``). The password comes
+only from that URL (itself usually set through ``SKEWLESS_REDIS_URL``) or from the environment
+variable ``SKEWLESS_REDIS_PASSWORD``; it never appears in a message or a log line
+(:func:`redact_url`). Every connection has socket timeouts and retries connection errors with
+exponential backoff (redis-py's ``Retry``): every command skewless sends is idempotent.
+
+Writes go through one Lua script (:data:`WRITE_SCRIPT`), loaded once and called with
+``EVALSHA`` for a batch of keys at a time: for each key it keeps the stored value when that
+value's ``(feature_ts, created_ts)`` is newer, and otherwise stores the new value (or tombstone)
+with ``PXAT`` at ``feature_ts + ttl``. The comparison happens inside Redis, atomically, so
+concurrent writers and late backfills cannot roll serving back in time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from skewless.errors import OnlineStoreError
+
+if TYPE_CHECKING:
+    import redis
+
+PASSWORD_ENV = "SKEWLESS_REDIS_PASSWORD"
+SOCKET_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 2.0
+RETRIES = 3
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 1.0
+
+# KEYS: the keys of the batch. ARGV[1]: the view's ttl in microseconds; ARGV[1 + i]: the value
+# (or tombstone) for KEYS[i], whose bytes 2..17 hold (feature_ts, created_ts) as big-endian int64
+# microseconds. Lua numbers are doubles: exact for microsecond timestamps up to the year 2255.
+# Returns {written, kept_newer, already_expired}.
+WRITE_SCRIPT = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local ttl_us = tonumber(ARGV[1])
+local written, kept, expired = 0, 0, 0
+for i = 1, #KEYS do
+  local value = ARGV[i + 1]
+  local ts, created = struct.unpack('>i8>i8', value, 2)
+  local last_us = ts + ttl_us
+  local rest = last_us % 1000
+  local expire_ms = (last_us - rest) / 1000
+  if rest > 0 then expire_ms = expire_ms + 1 end
+  if expire_ms < now_ms then
+    expired = expired + 1
+  else
+    local stored = redis.call('GETRANGE', KEYS[i], 0, 16)
+    local newer = false
+    if #stored == 17 then
+      local sts, screated = struct.unpack('>i8>i8', stored, 2)
+      newer = sts > ts or (sts == ts and screated > created)
+    end
+    if newer then
+      kept = kept + 1
+    else
+      redis.call('SET', KEYS[i], value, 'PXAT', string.format('%d', expire_ms))
+      written = written + 1
+    end
+  end
+end
+return {written, kept, expired}
+"""
+
+
+@dataclass(frozen=True)
+class WriteCounts:
+    written: int = 0
+    kept_newer: int = 0
+    already_expired: int = 0
+
+    def __add__(self, other: WriteCounts) -> WriteCounts:
+        return WriteCounts(
+            self.written + other.written,
+            self.kept_newer + other.kept_newer,
+            self.already_expired + other.already_expired,
+        )
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password (``redis://user:***@host:port/db``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable redis url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def connect(url: str, *, socket_timeout: float = SOCKET_TIMEOUT_S) -> redis.Redis:
+    """A client for ``url`` with timeouts and retries; raises :class:`OnlineStoreError` on a bad URL.
+
+    Query parameters of the URL (e.g. ``?socket_timeout=2``) override the defaults.
+    """
+    import redis
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.retry import Retry
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise OnlineStoreError(
+            f"redis_url {redact_url(url)!r} must start with redis://, rediss:// or unix://"
+        )
+    options: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "retry": Retry(ExponentialWithJitterBackoff(base=BACKOFF_BASE_S, cap=BACKOFF_CAP_S), RETRIES),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+        "health_check_interval": 30,
+        "decode_responses": False,
+    }
+    password = os.environ.get(PASSWORD_ENV)
+    if password and parts.password is None:
+        options["password"] = password
+    try:
+        return redis.Redis.from_url(url, **options)
+    except ValueError as exc:
+        raise OnlineStoreError(f"invalid redis_url {redact_url(url)!r}: {exc}") from None
+
+
+def describe_error(exc: BaseException, url: str) -> str:
+    """A one-line explanation of a redis-py error, never containing the password."""
+    import redis
+
+    target = redact_url(url)
+    if isinstance(exc, redis.exceptions.AuthenticationError):
+        return f"Redis at {target} refused the credentials (set the password in redis_url or {PASSWORD_ENV})"
+    if isinstance(exc, redis.TimeoutError):
+        return f"Redis at {target} did not answer in time (after {RETRIES} retries): {_scrub(exc, url)}"
+    if isinstance(exc, redis.ConnectionError):
+        return f"Redis at {target} is unreachable (after {RETRIES} retries): {_scrub(exc, url)}"
+    return f"Redis at {target} failed: {type(exc).__name__}: {_scrub(exc, url)}"
+
+
+def _scrub(exc: BaseException, url: str) -> str:
+    text = str(exc)
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    for secret in (password, os.environ.get(PASSWORD_ENV)):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+class ScriptWriter:
+    """Calls the write script on one connection: batches of keys, several batches per round trip."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.sha = self.load()
+
+    def load(self) -> str:
+        return str(self.client.script_load(WRITE_SCRIPT))
+
+    def write(self, ttl_us: int, batches: Sequence[tuple[Sequence[str], Sequence[bytes]]]) -> WriteCounts:
+        """Write ``(keys, values)`` batches in one pipelined round trip (one EVALSHA per batch)."""
+        import redis
+
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            for keys, values in batches:
+                pipe.evalsha(self.sha, len(keys), *keys, ttl_us, *values)
+            try:
+                results = pipe.execute()
+            except redis.exceptions.NoScriptError:
+                # Redis restarted (or SCRIPT FLUSH) since the script was loaded: load it again
+                # and replay the batches (the script is idempotent).
+                if attempt == 2:
+                    raise
+                self.sha = self.load()
+                continue
+            total = WriteCounts()
+            for written, kept, expired in results:
+                total = total + WriteCounts(int(written), int(kept), int(expired))
+            return total
+        raise AssertionError("unreachable")  # pragma: no cover
