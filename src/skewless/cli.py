@@ -258,6 +258,65 @@ def serve(context: Context, port: int, host: str) -> int:
     return 0
 
 
+@cli.command(name="training-set")
+@click.option("--service", default=None, help="Feature service whose features to join.")
+@click.option("--features", default=None, help="Comma-separated view:feature list.")
+@click.option("--spine", default=None, help="Parquet or Delta path with the join keys and a timestamp.")
+@click.option("--out", required=True, help="Output path (must not exist).")
+@click.option("--timestamp-column", default="event_timestamp", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["parquet", "delta"]), default=None, help="Output format.")
+@click.option("--rebuild", default=None, help="A training set's manifest (or its folder) to reproduce.")
+@click.option(
+    "--method",
+    type=click.Choice(["auto", "asof"]),
+    default="auto",
+    show_default=True,
+    help="asof forces the general join even where the boundary equi-join is exact.",
+)
+@pass_context
+def training_set(
+    context: Context,
+    service: str | None,
+    features: str | None,
+    spine: str | None,
+    out: str,
+    timestamp_column: str,
+    fmt: str | None,
+    rebuild: str | None,
+    method: str,
+) -> int:
+    """Point-in-time join of a spine with features; writes the rows and a manifest."""
+    from skewless.pit.training_set import build_training_set, rebuild_training_set
+    from skewless.runtime.spark import get_spark
+
+    settings = context.settings
+    if rebuild is not None:
+        if service or features or spine:
+            raise click.UsageError("--rebuild takes the features and spine from the manifest")
+        spark = get_spark(settings, app_name="skewless-training-set-rebuild")
+        record = rebuild_training_set(spark, settings, rebuild, out=out, output_format=fmt)  # type: ignore[arg-type]
+    else:
+        if spine is None or (service is None) == (features is None):
+            raise click.UsageError("give --spine and exactly one of --service or --features")
+        manifest = _registry(context)
+        spark = get_spark(settings, app_name="skewless-training-set")
+        record = build_training_set(
+            spark,
+            settings,
+            manifest,
+            spine_path=spine,
+            out=out,
+            features=features,
+            service=service,
+            timestamp_column=timestamp_column,
+            output_format=fmt or "parquet",  # type: ignore[arg-type]
+            method=method,
+        )
+    tables = ", ".join(f"{name}@v{t.version} ({t.path})" for name, t in sorted(record.tables.items()))
+    click.echo(f"wrote {record.spine_rows} rows to {out} ({record.output_format}); tables: {tables}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: the one place that turns errors into messages and exit codes."""
     args = list(sys.argv[1:] if argv is None else argv)

@@ -47,6 +47,10 @@ def committed_partitions(table_uri: str, version: int | None = None) -> list[dat
     return sorted(days)
 
 
+def is_delta_table(uri: str) -> bool:
+    return bool(DeltaTable.is_deltatable(uri, storage_options=storage_options(uri)))
+
+
 def table_version(table_uri: str) -> int | None:
     """The table's current Delta version, None when there is no table."""
     options = storage_options(table_uri)

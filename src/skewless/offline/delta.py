@@ -80,8 +80,14 @@ class DeltaTables(Protocol):
     def version(self, uri: str) -> int | None:
         """Current version, None when the table does not exist."""
 
-    def partitions(self, uri: str) -> list[date]:
+    def partitions(self, uri: str, version: int | None = None) -> list[date]:
         """Sorted committed ``ds`` values (empty when the table does not exist)."""
+
+    def read_any(self, uri: str, version: int | None = None) -> DataFrame:
+        """Any Delta table (not necessarily skewless's) with the schema from its log."""
+
+    def create_table(self, frame: DataFrame, uri: str, info: CommitInfo) -> int:
+        """Write ``frame`` as a new unpartitioned Delta table (error if one exists)."""
 
 
 def partition_value(day: date) -> str:
@@ -198,10 +204,65 @@ class EmbeddedDeltaTables:
 
         return table_version(uri)
 
-    def partitions(self, uri: str) -> list[date]:
+    def partitions(self, uri: str, version: int | None = None) -> list[date]:
         from skewless.offline.catalog import committed_partitions
 
-        return committed_partitions(uri)
+        return committed_partitions(uri, version)
+
+    def read_any(self, uri: str, version: int | None = None) -> DataFrame:
+        table = self._open(uri, version)
+        if table is None:
+            raise TableError(f"no Delta table at {uri}")
+        partition_columns = table.metadata().partition_columns
+        uris = table.file_uris()
+        if not uris:
+            raise TableError(f"Delta table {uri} has no data files")
+        frame = self.spark.read.option("basePath", table.table_uri.rstrip("/")).parquet(*uris)
+        # Spark infers partition column types from folder names; keep data columns first.
+        return frame.select(*[c for c in frame.columns if c not in partition_columns], *partition_columns)
+
+    def create_table(self, frame: DataFrame, uri: str, info: CommitInfo) -> int:
+        from deltalake import CommitProperties, DeltaTable
+
+        if is_remote(uri):
+            raise TableError(f"{uri}: the embedded Delta writer needs a local path")
+        root = Path(uri)
+        if self._open(uri) is not None:
+            raise TableError(f"{uri}: a Delta table already exists there")
+        staging = root / "_staging" / uuid.uuid4().hex
+        try:
+            frame.write.mode("error").parquet(str(staging))
+            run = staging.name[:12]
+            files = []
+            for file in sorted(staging.glob("*.parquet")):
+                target = root / f"{run}-{file.name}"
+                os.replace(file, target)
+                files.append(target)
+            from deltalake.transaction import AddAction, RemoveAction
+
+            actions: list[AddAction | RemoveAction] = [
+                AddAction(
+                    path=path.name,
+                    size=path.stat().st_size,
+                    partition_values={},
+                    modification_time=int(path.stat().st_mtime * 1000),
+                    data_change=True,
+                    stats=_file_stats(path),
+                )
+                for path in files
+            ]
+            schema = _arrow_schema(nullable(frame.schema))
+            table = DeltaTable.create(uri, schema=schema, mode="error")
+            table.create_write_transaction(
+                actions,
+                mode="append",
+                schema=schema,
+                commit_properties=CommitProperties(custom_metadata=info.metadata()),
+            )
+            table.update_incremental()
+            return int(table.version())
+        finally:
+            shutil.rmtree(root / "_staging", ignore_errors=True)
 
     def read(
         self,
@@ -354,11 +415,26 @@ class NativeDeltaTables:
         row = DeltaTable.forPath(self.spark, uri).history(1).select("version").first()
         return None if row is None else int(row[0])
 
-    def partitions(self, uri: str) -> list[date]:
+    def partitions(self, uri: str, version: int | None = None) -> list[date]:
         if not self._exists(uri):
             return []
-        rows = self.spark.read.format("delta").load(uri).select(PARTITION_COLUMN).distinct().collect()
+        rows = self.read_any(uri, version).select(PARTITION_COLUMN).distinct().collect()
         return sorted(row[0] for row in rows)
+
+    def read_any(self, uri: str, version: int | None = None) -> DataFrame:
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(uri)
+
+    def create_table(self, frame: DataFrame, uri: str, info: CommitInfo) -> int:
+        (
+            frame.write.format("delta")
+            .mode("error")
+            .option("userMetadata", json.dumps(info.metadata(), sort_keys=True))
+            .save(uri)
+        )
+        return 0
 
     def read(
         self,

@@ -26,36 +26,19 @@ CREATED = "_created"
 def _read_raw(spark: SparkSession, settings: Settings, source: SourceSpec) -> DataFrame:
     from pyspark.errors import AnalysisException
 
-    from skewless.offline.delta import delta_extension_active
+    from skewless.errors import TableError
+    from skewless.offline.delta import delta_tables
 
     uri = settings.source_uri(source.path)
     try:
         if source.format == "delta":
-            if delta_extension_active(spark):
-                return spark.read.format("delta").load(uri)
-            return _read_delta_embedded(spark, uri, source)
+            return delta_tables(spark).read_any(uri)
         return spark.read.parquet(uri)
+    except TableError as exc:
+        raise DataError(str(exc), source=source.name) from None
     except AnalysisException as exc:
         message = str(exc).strip().splitlines()[0]
         raise DataError(f"cannot read {uri}: {message}", source=source.name) from None
-
-
-def _read_delta_embedded(spark: SparkSession, uri: str, source: SourceSpec) -> DataFrame:
-    from deltalake import DeltaTable
-
-    from skewless.offline.storage_options import storage_options
-
-    options = storage_options(uri)
-    if not DeltaTable.is_deltatable(uri, storage_options=options):
-        raise DataError(f"no Delta table at {uri}", source=source.name)
-    table = DeltaTable(uri, storage_options=options)
-    uris = table.file_uris()
-    if not uris:
-        raise DataError(f"Delta table {uri} has no data files", source=source.name)
-    partition_columns = table.metadata().partition_columns
-    frame = spark.read.option("basePath", table.table_uri.rstrip("/")).parquet(*uris)
-    # Spark infers partition column types from folder names; keep the order readers expect.
-    return frame.select(*[c for c in frame.columns if c not in partition_columns], *partition_columns)
 
 
 def source_schema_frame(spark: SparkSession, settings: Settings, source: SourceSpec) -> DataFrame:

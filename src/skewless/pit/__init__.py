@@ -1,1 +1,1 @@
-"""skewless.pit."""
+"""Point-in-time training sets."""

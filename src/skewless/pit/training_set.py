@@ -1,0 +1,308 @@
+"""Training sets: the point-in-time join over pinned Delta versions, its output and its manifest.
+
+Every view table is pinned to its current Delta version when the request starts; the output's
+manifest records those versions, the registry hash and the spine, so ``rebuild`` reproduces the
+same rows later even after new partitions were committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from skewless.errors import SkewlessError, TableError
+from skewless.manifest import FeatureRef, Manifest, ViewSpec
+from skewless.offline.delta import CommitInfo, DeltaTables, delta_tables
+from skewless.offline.schemas import view_schema
+from skewless.pit import join
+from skewless.pit.request import ViewRequest, resolve
+from skewless.registry import history_uri, read_registry
+from skewless.runtime.settings import Settings, is_remote
+from skewless.storage import read_text, write_text
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "_skewless_training_set.json"
+OutputFormat = Literal["parquet", "delta"]
+
+
+class PinnedTable(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    uri: str
+    version: int | None
+    """None: the table did not exist (every feature of the view is null)."""
+    path: Literal["boundary", "asof"]
+
+
+class TrainingSetManifest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    created_at: datetime
+    registry_hash: str
+    features: tuple[str, ...]
+    service: str | None
+    spine_path: str | None
+    spine_rows: int
+    timestamp_column: str
+    tables: dict[str, PinnedTable]
+    output_path: str | None = None
+    output_format: OutputFormat | None = None
+    method: Literal["auto", "asof"] = "auto"
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    frame: DataFrame
+    manifest: TrainingSetManifest
+
+
+def _pin(
+    tables: DeltaTables, settings: Settings, view: ViewSpec, version: int | None = None
+) -> tuple[str, int | None]:
+    uri = settings.table_uri(view.table)
+    current = tables.version(uri)
+    if version is not None and (current is None or version > current):
+        raise TableError(f"{uri}: version {version} not found (current: {current})")
+    return uri, version if version is not None else current
+
+
+def point_in_time(
+    spark: SparkSession,
+    settings: Settings,
+    manifest: Manifest,
+    spine: DataFrame,
+    requests: Sequence[ViewRequest],
+    timestamp_column: str,
+    *,
+    method: str = "auto",
+    versions: dict[str, int | None] | None = None,
+) -> tuple[DataFrame, dict[str, PinnedTable], int]:
+    """Join ``spine`` with the requested features; returns the frame, pinned tables and spine rows."""
+    join.ensure_method(method)
+    tables = delta_tables(spark)
+    prepared = join.prepare_spine(spine, requests, timestamp_column)
+    stats = join.spine_stats(prepared, requests, timestamp_column)
+    result = prepared
+    pinned: dict[str, PinnedTable] = {}
+    for request in requests:
+        view = request.view
+        wanted = None if versions is None else versions.get(view.name)
+        if versions is not None and wanted is None:
+            uri, version = settings.table_uri(view.table), None
+        else:
+            uri, version = _pin(tables, settings, view, wanted)
+        ds_range = join.feature_ds_range(view, stats)
+        if version is None or ds_range is None:
+            features = spark.createDataFrame([], view_schema(view))
+        else:
+            features = tables.read(uri, view_schema(view), version=version, ds_range=ds_range)
+        exact = (
+            method == "auto"
+            and version is not None
+            and join.boundary_join_is_exact(view, stats, tables.partitions(uri, version))
+        )
+        path: Literal["boundary", "asof"] = "boundary" if exact else "asof"
+        log.info("%s: %s join over version %s, ds %s", view.name, path, version, ds_range)
+        joiner = join.boundary_join if exact else join.asof_join
+        result = joiner(result, features, request)
+        pinned[view.name] = PinnedTable(uri=uri, version=version, path=path)
+    return join.restore_spine_columns(result, spine.columns, requests), pinned, stats.rows
+
+
+def read_spine(spark: SparkSession, path: str) -> DataFrame:
+    """A spine stored as Parquet or as a Delta table."""
+    from pyspark.errors import AnalysisException
+
+    from skewless.offline.catalog import is_delta_table
+
+    if is_delta_table(path):
+        return delta_tables(spark).read_any(path)
+    try:
+        return spark.read.parquet(path)
+    except AnalysisException as exc:
+        raise SkewlessError(f"cannot read spine {path}: {str(exc).strip().splitlines()[0]}") from None
+
+
+def write_output(spark: SparkSession, frame: DataFrame, out: str, output_format: OutputFormat) -> None:
+    from skewless.offline.catalog import is_delta_table
+
+    if output_format == "delta":
+        delta_tables(spark).create_table(frame, out, CommitInfo(operation="training-set", view="*"))
+        return
+    if is_delta_table(out):
+        raise SkewlessError(f"{out} is a Delta table; choose another --out")
+    frame.write.mode("error").parquet(out)
+
+
+def _manifest_uri(out: str) -> str:
+    return f"{out.rstrip('/')}/{MANIFEST_NAME}"
+
+
+def build_training_set(
+    spark: SparkSession,
+    settings: Settings,
+    manifest: Manifest,
+    *,
+    spine_path: str,
+    out: str,
+    features: Sequence[FeatureRef] | str | None = None,
+    service: str | None = None,
+    timestamp_column: str = "event_timestamp",
+    output_format: OutputFormat = "parquet",
+    method: str = "auto",
+) -> TrainingSetManifest:
+    """``skewless training-set``: join, write the output, and write its manifest beside it."""
+    requests = resolve(manifest, features=features, service=service)
+    _refuse_existing(out)
+    spine = read_spine(spark, spine_path)
+    frame, pinned, rows = point_in_time(
+        spark, settings, manifest, spine, requests, timestamp_column, method=method
+    )
+    write_output(spark, frame, out, output_format)
+    record = TrainingSetManifest(
+        created_at=datetime.now(UTC),
+        registry_hash=manifest.registry_hash,
+        features=tuple(f"{r.view.name}:{f.feature.name}" for r in requests for f in r.features),
+        service=service,
+        spine_path=spine_path,
+        spine_rows=rows,
+        timestamp_column=timestamp_column,
+        tables=pinned,
+        output_path=out,
+        output_format=output_format,
+        method="asof" if method == "asof" else "auto",
+    )
+    write_text(_manifest_uri(out), record.model_dump_json(indent=2) + "\n")
+    return record
+
+
+def _refuse_existing(out: str) -> None:
+    from pathlib import Path
+
+    if not is_remote(out) and Path(out).exists() and any(Path(out).iterdir()):
+        raise SkewlessError(f"output {out} already exists; choose another --out")
+
+
+def load_training_manifest(uri: str) -> TrainingSetManifest:
+    text = read_text(uri if uri.endswith(".json") else _manifest_uri(uri))
+    if text is None:
+        raise SkewlessError(f"no training-set manifest at {uri}")
+    try:
+        return TrainingSetManifest.model_validate(json.loads(text))
+    except (ValueError, TypeError) as exc:
+        raise SkewlessError(f"{uri}: not a training-set manifest ({exc})") from None
+
+
+def rebuild_training_set(
+    spark: SparkSession,
+    settings: Settings,
+    manifest_uri: str,
+    *,
+    out: str,
+    output_format: OutputFormat | None = None,
+) -> TrainingSetManifest:
+    """Reproduce a training set from its manifest: same registry, same Delta versions, same spine."""
+    record = load_training_manifest(manifest_uri)
+    registry = _registry_at(settings, record.registry_hash)
+    if record.spine_path is None:
+        raise SkewlessError(f"{manifest_uri}: built from a DataFrame, not a spine path; cannot rebuild")
+    refs = [FeatureRef(view=v, feature=f) for v, _, f in (s.partition(":") for s in record.features)]
+    requests = resolve(registry, features=refs)
+    _refuse_existing(out)
+    spine = read_spine(spark, record.spine_path)
+    versions = {name: table.version for name, table in record.tables.items()}
+    frame, pinned, rows = point_in_time(
+        spark,
+        settings,
+        registry,
+        spine,
+        requests,
+        record.timestamp_column,
+        method=record.method,
+        versions=versions,
+    )
+    if rows != record.spine_rows:
+        raise SkewlessError(
+            f"spine {record.spine_path} now has {rows} rows; the training set was built from "
+            f"{record.spine_rows}"
+        )
+    chosen: OutputFormat = output_format or record.output_format or "parquet"
+    write_output(spark, frame, out, chosen)
+    rebuilt = record.model_copy(
+        update={
+            "created_at": datetime.now(UTC),
+            "output_path": out,
+            "output_format": chosen,
+            "tables": pinned,
+        }
+    )
+    write_text(_manifest_uri(out), rebuilt.model_dump_json(indent=2) + "\n")
+    return rebuilt
+
+
+def _registry_at(settings: Settings, registry_hash: str) -> Manifest:
+    current = read_registry(settings.registry_uri)
+    if current is not None and current.registry_hash == registry_hash:
+        return current
+    text = read_text(history_uri(settings.registry_uri, registry_hash))
+    if text is None:
+        raise SkewlessError(f"registry {registry_hash[:12]} is not in the registry history")
+    return Manifest.from_json(text, history_uri(settings.registry_uri, registry_hash))
+
+
+def get_training_set(
+    spine: DataFrame | Any,
+    features: Sequence[str] | str | None = None,
+    *,
+    service: str | None = None,
+    timestamp_column: str = "event_timestamp",
+    settings: Settings | None = None,
+    manifest: Manifest | None = None,
+    spark: SparkSession | None = None,
+    method: str = "auto",
+) -> DataFrame:
+    """Notebook API: the point-in-time join of ``spine`` (a Spark or pandas DataFrame).
+
+    Returns a Spark DataFrame with the spine's columns then one column per feature; call
+    ``.toPandas()`` on it when the result is small enough.
+    """
+    from skewless.registry import require_registry
+    from skewless.runtime.settings import load_settings
+    from skewless.runtime.spark import get_spark
+
+    settings = settings or load_settings()
+    manifest = manifest or require_registry(settings.registry_uri)
+    spark = spark or get_spark(settings)
+    frame = _as_spark(spark, spine, timestamp_column)
+    wanted = features if features is None or isinstance(features, str) else ",".join(features)
+    requests = resolve(manifest, features=wanted, service=service)
+    result, _, _ = point_in_time(spark, settings, manifest, frame, requests, timestamp_column, method=method)
+    return result
+
+
+def _as_spark(spark: SparkSession, spine: Any, timestamp_column: str) -> DataFrame:
+    from pyspark.sql import DataFrame as SparkDataFrame
+
+    if isinstance(spine, SparkDataFrame):
+        return spine
+    import pandas as pd
+
+    if not isinstance(spine, pd.DataFrame):
+        raise SkewlessError(f"spine must be a Spark or pandas DataFrame, got {type(spine).__name__}")
+    if timestamp_column in spine.columns and spine[timestamp_column].dtype == object:
+        zones = {getattr(v, "tzinfo", None) is not None for v in spine[timestamp_column] if v is not None}
+        if len(zones) > 1:
+            raise join.SpineError(
+                "mixes timestamps with and without a time zone; make them all UTC", column=timestamp_column
+            )
+    return spark.createDataFrame(spine)
