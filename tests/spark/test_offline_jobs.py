@@ -329,3 +329,35 @@ def test_snapshot_view_copies_rows_by_event_date_from_a_delta_source(spark: Any,
     with pytest.raises(DataError, match=r"2 rows share keys \(customer_id=1\)"):
         run_view(spark, settings, manifest, "stats_strict", date(2024, 5, 2))
     assert delta_tables(spark).version(settings.table_uri(manifest.view("stats_strict").table)) is None
+
+
+def test_failing_audit_commits_nothing_and_leaves_no_staged_files(spark: Any, tmp_path: Path) -> None:
+    from skewless.offline.jobs import commit_view, compute_view, staged_rows
+
+    settings, manifest = _setup(tmp_path, _payments())
+    run_view(spark, settings, manifest, "spend", date(2024, 5, 1))
+    version, before = _version(settings, manifest), _rows(spark, settings, manifest)
+    seen: list[int] = []
+
+    def gate(rows: Any, view: Any) -> None:
+        seen.append(rows.count())
+        raise DataError("audit failed", source=view.name)
+
+    with pytest.raises(DataError, match="audit failed"):
+        run_view(spark, settings, manifest, "spend", date(2024, 5, 2), gate=gate)
+    assert seen == [2]  # the gate saw exactly the rows that would have been published
+    assert _version(settings, manifest) == version
+    assert _rows(spark, settings, manifest) == before
+    table_dir = Path(settings.table_uri(manifest.view("spend").table))
+    assert not list((table_dir / "_staging").glob("*/*"))
+
+    # Staged in one process step, committed in another (the DAG's validate -> commit split).
+    staged = compute_view(spark, settings, manifest, "spend", date(2024, 5, 2))
+    assert _version(settings, manifest) == version
+    from skewless.offline.jobs import StagedRun
+
+    restored = StagedRun.from_json(staged.to_json())
+    assert staged_rows(spark, restored).count() == 2
+    result = commit_view(spark, restored)
+    assert result.table_version == version + 1
+    assert ("b", date(2024, 5, 2), 1, 7.0) in _rows(spark, settings, manifest)

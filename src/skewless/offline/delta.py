@@ -59,8 +59,38 @@ class CommitInfo:
         return out
 
 
+@dataclass(frozen=True)
+class Staged:
+    """Rows written beside a table (under its ``_staging/`` folder, which Delta ignores), not committed.
+
+    Serialisable, so a later process (the next Airflow task) can audit and then commit them.
+    """
+
+    table_uri: str
+    path: str
+    schema_json: str
+
+    @property
+    def schema(self) -> StructType:
+        from pyspark.sql.types import StructType
+
+        return StructType.fromJson(json.loads(self.schema_json))
+
+
 class DeltaTables(Protocol):
     """What the rest of skewless needs from the offline store."""
+
+    def stage(self, frame: DataFrame, uri: str) -> Staged:
+        """Write ``frame`` (partitioned by ``ds``) beside the table without committing it."""
+
+    def read_staged(self, staged: Staged) -> DataFrame:
+        """The staged rows, with the staged schema."""
+
+    def commit_staged(self, staged: Staged, partitions: Sequence[date], info: CommitInfo) -> int:
+        """Atomically replace exactly ``partitions`` with the staged rows; returns the new version."""
+
+    def discard(self, staged: Staged) -> None:
+        """Remove staged files that will not be committed."""
 
     def read(
         self,
@@ -294,23 +324,37 @@ class EmbeddedDeltaTables:
     def replace_partitions(
         self, frame: DataFrame, uri: str, partitions: Sequence[date], info: CommitInfo
     ) -> int:
+        staged = self.stage(frame, uri)
+        try:
+            return self.commit_staged(staged, partitions, info)
+        finally:
+            self.discard(staged)
+
+    def stage(self, frame: DataFrame, uri: str) -> Staged:
         if is_remote(uri):
             raise TableError(
                 f"{uri}: the embedded Delta writer needs a local offline_root; on a cluster put the"
                 " delta-spark JARs on the classpath (spark-submit --packages io.delta:...)"
             )
+        staging = Path(uri) / "_staging" / uuid.uuid4().hex
+        frame.write.partitionBy(PARTITION_COLUMN).mode("error").parquet(str(staging))
+        return Staged(uri, str(staging), nullable(frame.schema).json())
+
+    def read_staged(self, staged: Staged) -> DataFrame:
+        schema = staged.schema
+        frame = self.spark.read.schema(schema).option("basePath", staged.path).parquet(staged.path)
+        return frame.select(*schema.fieldNames())
+
+    def commit_staged(self, staged: Staged, partitions: Sequence[date], info: CommitInfo) -> int:
         wanted = {partition_value(d) for d in partitions}
         if not wanted:
-            raise TableError(f"{uri}: no partitions to replace")
-        root = Path(uri)
-        staging = root / "_staging" / uuid.uuid4().hex
-        schema = nullable(frame.schema)
-        try:
-            frame.write.partitionBy(PARTITION_COLUMN).mode("error").parquet(str(staging))
-            added = self._move_into_table(staging, root, wanted)
-            return self._commit(root, schema, added, wanted, info)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            raise TableError(f"{staged.table_uri}: no partitions to replace")
+        root = Path(staged.table_uri)
+        added = self._move_into_table(Path(staged.path), root, wanted)
+        return self._commit(root, staged.schema, added, wanted, info)
+
+    def discard(self, staged: Staged) -> None:
+        shutil.rmtree(staged.path, ignore_errors=True)
 
     @staticmethod
     def _move_into_table(staging: Path, root: Path, wanted: set[str]) -> list[tuple[Path, str]]:
@@ -461,19 +505,44 @@ class NativeDeltaTables:
     def replace_partitions(
         self, frame: DataFrame, uri: str, partitions: Sequence[date], info: CommitInfo
     ) -> int:
+        staged = self.stage(frame, uri)
+        try:
+            return self.commit_staged(staged, partitions, info)
+        finally:
+            self.discard(staged)
+
+    def stage(self, frame: DataFrame, uri: str) -> Staged:
+        staging = f"{uri.rstrip('/')}/_staging/{uuid.uuid4().hex}"
+        frame.write.partitionBy(PARTITION_COLUMN).mode("error").parquet(staging)
+        return Staged(uri, staging, nullable(frame.schema).json())
+
+    def read_staged(self, staged: Staged) -> DataFrame:
+        schema = staged.schema
+        frame = self.spark.read.schema(schema).option("basePath", staged.path).parquet(staged.path)
+        return frame.select(*schema.fieldNames())
+
+    def commit_staged(self, staged: Staged, partitions: Sequence[date], info: CommitInfo) -> int:
         values = ", ".join(f"DATE'{partition_value(d)}'" for d in sorted(set(partitions)))
         (
-            frame.write.format("delta")
+            self.read_staged(staged)
+            .write.format("delta")
             .mode("overwrite")
             .option("replaceWhere", f"{PARTITION_COLUMN} IN ({values})")
             .option("userMetadata", json.dumps(info.metadata(), sort_keys=True))
             .partitionBy(PARTITION_COLUMN)
-            .save(uri)
+            .save(staged.table_uri)
         )
-        version = self.version(uri)
+        version = self.version(staged.table_uri)
         if version is None:  # pragma: no cover - the write just created it
-            raise TableError(f"{uri}: table missing right after a write")
+            raise TableError(f"{staged.table_uri}: table missing right after a write")
         return version
+
+    def discard(self, staged: Staged) -> None:
+        jvm = self.spark.sparkContext._jvm  # Hadoop's FileSystem handles every scheme Spark writes
+        if jvm is None:  # pragma: no cover - only in Spark Connect sessions
+            raise TableError("cannot remove staged files without a JVM session")
+        path = jvm.org.apache.hadoop.fs.Path(staged.path)
+        path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
 
 
 def delta_extension_active(spark: SparkSession) -> bool:

@@ -1,20 +1,24 @@
-"""Compute and commit view partitions: the work behind ``skewless run`` and ``skewless backfill``.
+"""Compute, audit and commit view partitions: ``skewless run`` / ``backfill`` and the DAG tasks.
 
-A daily run is a backfill of one day. Everything is checked before anything is committed, and
-each table changes in one atomic Delta commit that replaces exactly the partitions of the run.
+Write-audit-publish: :func:`compute_view` stages the run's rows beside the tables (nothing
+committed), an audit (Great Expectations in the DAG) reads the staged rows, and
+:func:`commit_view` publishes them, each table in one atomic Delta commit replacing exactly the
+run's partitions. A daily run is a backfill of one day.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from skewless.errors import DataError, SkewlessError
 from skewless.manifest import Manifest, ViewSpec
 from skewless.offline import aggregation, snapshot
-from skewless.offline.delta import CommitInfo, DeltaTables, delta_tables
+from skewless.offline.delta import CommitInfo, DeltaTables, Staged, delta_tables
 from skewless.offline.schemas import tiles_schema
 from skewless.offline.sources import null_key_error, read_events
 from skewless.runtime.settings import Settings
@@ -23,6 +27,9 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
+
+Gate = Callable[["DataFrame", ViewSpec], None]
+"""An audit of the staged rows before they are committed; raises to stop the publish."""
 
 
 @dataclass(frozen=True)
@@ -36,10 +43,113 @@ class RunResult:
     """UTC days of raw events this run read (one day for a steady-state daily run)."""
 
 
+@dataclass(frozen=True)
+class StagedRun:
+    """A computed but uncommitted run; serialisable so another process can audit and commit it."""
+
+    view: str
+    start: date
+    end: date
+    rows: int
+    raw_days: tuple[date, ...]
+    staged_rows: Staged
+    staged_tiles: Staged | None
+    registry_hash: str
+    operation: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=str, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> StagedRun:
+        body: dict[str, Any] = json.loads(text)
+        tiles = body.get("staged_tiles")
+        return cls(
+            view=body["view"],
+            start=date.fromisoformat(body["start"]),
+            end=date.fromisoformat(body["end"]),
+            rows=int(body["rows"]),
+            raw_days=tuple(date.fromisoformat(d) for d in body["raw_days"]),
+            staged_rows=Staged(**body["staged_rows"]),
+            staged_tiles=Staged(**tiles) if tiles else None,
+            registry_hash=body["registry_hash"],
+            operation=body["operation"],
+        )
+
+    @property
+    def days(self) -> list[date]:
+        return days_between(self.start, self.end)
+
+
 def days_between(start: date, end: date) -> list[date]:
     if end < start:
         raise SkewlessError(f"--end {end} is before --start {start}")
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def compute_view(
+    spark: SparkSession,
+    settings: Settings,
+    manifest: Manifest,
+    view_name: str,
+    start: date,
+    end: date | None = None,
+    *,
+    created_ts: datetime | None = None,
+) -> StagedRun:
+    """Compute ``view_name`` for every ``ds`` in ``[start, end]``, check it, and stage it."""
+    view = manifest.view(view_name)
+    end = end or start
+    days = days_between(start, end)
+    created = created_ts or datetime.now(UTC)
+    tables = delta_tables(spark)
+    operation = "run" if start == end else "backfill"
+    compute = _compute_aggregation if view.kind == "aggregation" else _compute_snapshot
+    rows, raw_days, staged_rows, staged_tiles = compute(spark, settings, tables, view, days, created)
+    return StagedRun(
+        view.name,
+        start,
+        end,
+        rows,
+        tuple(raw_days),
+        staged_rows,
+        staged_tiles,
+        manifest.registry_hash,
+        operation,
+    )
+
+
+def staged_rows(spark: SparkSession, staged: StagedRun) -> DataFrame:
+    """The rows a staged run would publish (what an audit looks at)."""
+    return delta_tables(spark).read_staged(staged.staged_rows)
+
+
+def commit_view(spark: SparkSession, staged: StagedRun) -> RunResult:
+    """Publish a staged run: the tiles (an internal cache) first, then the view's table."""
+    tables = delta_tables(spark)
+    info = CommitInfo(operation=staged.operation, view=staged.view, registry_hash=staged.registry_hash)
+    try:
+        if staged.staged_tiles is not None:
+            tables.commit_staged(staged.staged_tiles, staged.raw_days, info)
+        version = tables.commit_staged(staged.staged_rows, staged.days, info)
+    finally:
+        discard_view(spark, staged)
+    log.info(
+        "%s: committed %s..%s (%d rows) as version %d",
+        staged.view,
+        staged.start,
+        staged.end,
+        staged.rows,
+        version,
+    )
+    return RunResult(staged.view, staged.start, staged.end, version, staged.rows, staged.raw_days)
+
+
+def discard_view(spark: SparkSession, staged: StagedRun) -> None:
+    tables = delta_tables(spark)
+    tables.discard(staged.staged_rows)
+    if staged.staged_tiles is not None:
+        tables.discard(staged.staged_tiles)
 
 
 def run_view(
@@ -51,120 +161,102 @@ def run_view(
     end: date | None = None,
     *,
     created_ts: datetime | None = None,
+    gate: Gate | None = None,
 ) -> RunResult:
-    """Compute ``view_name`` for every ``ds`` in ``[start, end]`` and commit it in one transaction."""
-    view = manifest.view(view_name)
-    end = end or start
-    days = days_between(start, end)
-    created = created_ts or datetime.now(UTC)
-    tables = delta_tables(spark)
-    info = CommitInfo(
-        operation="run" if start == end else "backfill",
-        view=view.name,
-        registry_hash=manifest.registry_hash,
-    )
-    if view.kind == "aggregation":
-        return _run_aggregation(spark, settings, tables, view, days, created, info)
-    return _run_snapshot(spark, settings, tables, view, days, created, info)
+    """Compute, audit (``gate``) and commit; nothing is committed when any step fails."""
+    staged = compute_view(spark, settings, manifest, view_name, start, end, created_ts=created_ts)
+    try:
+        if gate is not None:
+            gate(staged_rows(spark, staged), manifest.view(view_name))
+    except BaseException:
+        discard_view(spark, staged)
+        raise
+    return commit_view(spark, staged)
 
 
-def _check_keys(frame: DataFrame, events: DataFrame, view: ViewSpec, settings: Settings) -> None:
+def _null_key_check(frame: DataFrame, events: DataFrame, view: ViewSpec, settings: Settings) -> None:
     """Null keys in the computed rows trace back to raw rows; name the file of one of them."""
     from pyspark.sql import functions as F
 
-    condition = None
+    nulls = frame.agg(*[F.sum(F.col(k).isNull().cast("long")).alias(k) for k in view.key_names]).first()
     for key in view.key_names:
-        term = F.col(key).isNull()
-        condition = term if condition is None else condition | term
-    if condition is None or frame.where(condition).limit(1).count() == 0:
-        return
-    for key in view.key_names:
-        if frame.where(F.col(key).isNull()).limit(1).count():
+        if nulls is not None and nulls[key]:
             raise null_key_error(events, view.source, settings, key)
 
 
-def _run_aggregation(
+def _compute_aggregation(
     spark: SparkSession,
     settings: Settings,
     tables: DeltaTables,
     view: ViewSpec,
     days: list[date],
     created: datetime,
-    info: CommitInfo,
-) -> RunResult:
-    from pyspark import StorageLevel
+) -> tuple[int, list[date], Staged, Staged | None]:
     from pyspark.sql import functions as F
 
     start, end = days[0], days[-1]
     assert view.tiles_table is not None  # aggregation views always have one (compiler)
     tiles_uri = settings.table_uri(view.tiles_table)
-    view_uri = settings.table_uri(view.table)
-    longest = view.max_window_days
-    history_start = start - timedelta(days=longest)
+    history_start = start - timedelta(days=view.max_window_days)
 
     # Tiles this run needs that are not committed yet are computed from raw events as well, so
     # the first run (or one after a gap) is correct, and a steady daily run reads one day.
     committed = set(tables.partitions(tiles_uri))
-    history = days_between(history_start, start - timedelta(days=1))
+    history = days_between(history_start, start - timedelta(days=1)) if view.max_window_days else []
     raw_days = sorted(set(days) | {d for d in history if d not in committed})
 
     plan = aggregation.TilePlan.of(view)
     events = read_events(spark, settings, view, raw_days, value_columns=plan.value_columns)
-    new_tiles = aggregation.build_tiles(events, view).persist(StorageLevel.MEMORY_AND_DISK)
+    schema = tiles_schema(view)
+    staged_tiles = tables.stage(aggregation.build_tiles(events, view).select(*schema.fieldNames()), tiles_uri)
     try:
-        _check_keys(new_tiles, events, view, settings)
-        schema = tiles_schema(view)
+        new_tiles = tables.read_staged(staged_tiles)
+        _null_key_check(new_tiles, events, view, settings)
         old_tiles = tables.read(tiles_uri, schema, ds_range=(history_start, end))
-        all_tiles = old_tiles.where(~F.col("ds").isin(raw_days)).unionByName(
-            new_tiles.select(*schema.fieldNames())
-        )
+        all_tiles = old_tiles.where(~F.col("ds").isin(raw_days)).unionByName(new_tiles)
         rows = aggregation.windows_from_tiles(all_tiles, view, start, end, created)
-        rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+        staged = tables.stage(rows, settings.table_uri(view.table))
         try:
-            count = _validate_rows(rows, view)
-            tables.replace_partitions(new_tiles.select(*schema.fieldNames()), tiles_uri, raw_days, info)
-            version = tables.replace_partitions(rows, view_uri, days, info)
-        finally:
-            rows.unpersist()
-    finally:
-        new_tiles.unpersist()
-    log.info("%s: committed %s..%s (%d rows) as version %d", view.name, start, end, count, version)
-    return RunResult(view.name, start, end, version, count, tuple(raw_days))
+            count = _count_checked(tables.read_staged(staged), view)
+        except BaseException:
+            tables.discard(staged)
+            raise
+    except BaseException:
+        tables.discard(staged_tiles)
+        raise
+    return count, raw_days, staged, staged_tiles
 
 
-def _run_snapshot(
+def _compute_snapshot(
     spark: SparkSession,
     settings: Settings,
     tables: DeltaTables,
     view: ViewSpec,
     days: list[date],
     created: datetime,
-    info: CommitInfo,
-) -> RunResult:
-    from pyspark import StorageLevel
-
+) -> tuple[int, list[date], Staged, Staged | None]:
     columns = [f.column or f.name for f in view.features]
     events = read_events(spark, settings, view, days, value_columns=columns)
-    rows = snapshot.snapshot_rows(events, view, created).persist(StorageLevel.MEMORY_AND_DISK)
+    rows = snapshot.snapshot_rows(events, view, created)
+    staged = tables.stage(rows, settings.table_uri(view.table))
     try:
-        _check_keys(rows, events, view, settings)
-        snapshot.check_unique(rows, view)
-        count = _validate_rows(rows, view)
-        version = tables.replace_partitions(rows, settings.table_uri(view.table), days, info)
-    finally:
-        rows.unpersist()
-    log.info("%s: committed %s..%s (%d rows) as version %d", view.name, days[0], days[-1], count, version)
-    return RunResult(view.name, days[0], days[-1], version, count, tuple(days))
+        written = tables.read_staged(staged)
+        _null_key_check(written, events, view, settings)
+        snapshot.check_unique(written, view)
+        count = _count_checked(written, view)
+    except BaseException:
+        tables.discard(staged)
+        raise
+    return count, days, staged, None
 
 
-def _validate_rows(rows: DataFrame, view: ViewSpec) -> int:
+def _count_checked(rows: DataFrame, view: ViewSpec) -> int:
     """Structural checks every partition passes before commit; returns the row count."""
     from pyspark.sql import functions as F
 
-    unique = [*view.key_names, "ds"] if view.kind == "aggregation" else [*view.key_names, "feature_ts"]
     stats = rows.agg(
         F.count(F.lit(1)).alias("rows"),
-        F.count_distinct(*[F.col(c) for c in unique]).alias("distinct"),
+        F.count_distinct(*[F.col(c) for c in (*view.key_names, "ds")]).alias("distinct"),
     ).first()
     assert stats is not None  # a global aggregate always returns one row
     if view.kind == "aggregation" and stats["rows"] != stats["distinct"]:
