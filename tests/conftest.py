@@ -29,3 +29,32 @@ def spark() -> Iterator[SparkSession]:
     session = get_spark(settings, app_name="skewless-tests")
     yield session
     session.stop()
+
+
+# --- Redis: one private redis-server for the run (no persistence, loopback only) -----------------
+
+if TYPE_CHECKING:
+    from skewless.online.local_redis import LocalRedis
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[LocalRedis]:
+    """``redis-server --save '' --appendonly no --port N --bind 127.0.0.1`` on a free port."""
+    from skewless.online.local_redis import LocalRedis
+
+    server = LocalRedis().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: LocalRedis) -> str:
+    """The session server's URL, emptied for the test (restarted first if a test killed it)."""
+    import redis
+
+    if not redis_server.ping():
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url

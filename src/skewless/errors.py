@@ -88,7 +88,7 @@ class OnlineStoreError(SkewlessError):
 
 
 class EntityError(SkewlessError):
-    """An entity row of an online request is malformed: a missing key, a null, or a value of the wrong type."""
+    """An entity row of an online request is malformed: a missing or null key, or a wrongly typed one."""
 
 
 class PublishRefused(SkewlessError):

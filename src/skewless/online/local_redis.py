@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -27,9 +28,16 @@ def free_port() -> int:
 class LocalRedis:
     """``with LocalRedis() as server: server.url`` - started on a free port, stopped on exit."""
 
-    def __init__(self, port: int | None = None, workdir: Path | None = None, binary: str = "redis-server"):
+    def __init__(
+        self,
+        port: int | None = None,
+        workdir: Path | None = None,
+        binary: str = "redis-server",
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.port = port or free_port()
         self.binary = binary
+        self.extra_args = tuple(extra_args)
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="skewless-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
@@ -47,6 +55,7 @@ class LocalRedis:
         self.workdir.mkdir(parents=True, exist_ok=True)
         command = [path, "--save", "", "--appendonly", "no", "--port", str(self.port), "--bind", HOST]
         command += ["--dir", str(self.workdir), "--daemonize", "no", "--loglevel", "warning"]
+        command += list(self.extra_args)
         log = (self.workdir / "redis.log").open("ab")
         self.process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
@@ -66,10 +75,11 @@ class LocalRedis:
         raise OnlineStoreError(f"redis-server did not answer on port {self.port} within {timeout_s} s")
 
     def ping(self) -> bool:
+        """The server answers (a password-protected one answers PING with -NOAUTH)."""
         try:
             with socket.create_connection((HOST, self.port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 

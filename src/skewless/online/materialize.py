@@ -159,6 +159,31 @@ def materialize(
     return MaterializeResult(view.name, start, end, rows, tombstones, written, kept, expired, missing)
 
 
+def publish_rows(
+    url: str,
+    view: ViewSpec,
+    rows: Iterable[Sequence[Any]],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    pipeline_depth: int = DEFAULT_PIPELINE_DEPTH,
+) -> tuple[int, int, int, int, int]:
+    """Publish rows from this process, without Spark (tests, tools): same script, same rules.
+
+    Rows are (keys..., feature_ts_us, created_ts_us, features...); returns the counters of
+    :func:`write_rows`.
+    """
+    import redis
+
+    codec = ViewCodec(view)
+    _prepare(url, codec)
+    client = connect(url)
+    try:
+        return write_rows(ScriptWriter(client), codec, rows, batch_size, pipeline_depth)
+    except redis.RedisError as exc:
+        raise OnlineStoreError(f"{view.name}: {describe_error(exc, url)}") from None
+    finally:
+        client.close()
+
+
 def _prepare(url: str, codec: ViewCodec) -> None:
     """Fail fast on the driver when Redis is unreachable; publish the layout document."""
     import redis
@@ -198,10 +223,11 @@ def _job_failure(exc: Exception, view: ViewSpec, start: date, end: date) -> Skew
     if match is None:
         raise exc
     days = str(start) if start == end else f"{start}..{end}"
+    cause = match.group(1).strip().rstrip(".")
     return OnlineStoreError(
-        f"{view.name}: materialize ds {days} failed: {match.group(1).strip()}. Keys written before the "
-        "failure hold valid values; rerun the same command once Redis is back (writes are idempotent "
-        "and never replace newer values)"
+        f"{view.name}: materialize ds {days} failed: {cause}. Keys written before the failure hold valid "
+        "values; rerun the same command once Redis is back (writes are idempotent and never replace "
+        "newer values)"
     )
 
 
