@@ -12,10 +12,13 @@ float64 -> float (NaN, infinities and -0.0 included), string -> str, bool -> boo
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
+from operator import add, itemgetter
 from typing import TYPE_CHECKING, Any, cast
 
 import msgpack  # type: ignore[import-untyped]
@@ -26,9 +29,12 @@ from skewless.online.encoding import (
     FORMAT_TOMBSTONE,
     FORMAT_VALUES,
     HEADER,
+    INT64_MAX,
+    INT64_MIN,
     PAYLOAD_OFFSET,
     ViewCodec,
     entity_key_part,
+    escape_key_part,
     layout_key,
     parse_layout_document,
 )
@@ -37,6 +43,8 @@ from skewless.runtime.settings import Settings
 
 if TYPE_CHECKING:
     import redis
+
+_NEEDS_ESCAPE = re.compile(r"[%:{}]").search
 
 
 def parse_feature_refs(text: str | Sequence[str | FeatureRef]) -> list[FeatureRef]:
@@ -74,6 +82,23 @@ class _ViewRead:
     pairs: tuple[tuple[str, int], ...]
     """(output column, index in the view's feature layout) of each requested feature."""
 
+    @cached_property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(column for column, _ in self.pairs)
+
+    @cached_property
+    def nulls(self) -> tuple[None, ...]:
+        return (None,) * len(self.pairs)
+
+    @cached_property
+    def getter(self) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+        """Picks the requested values out of a decoded value list, as a tuple."""
+        indices = [index for _, index in self.pairs]
+        if len(indices) == 1:
+            only = indices[0]
+            return lambda values: (values[only],)
+        return itemgetter(*indices)
+
 
 @dataclass(frozen=True)
 class FeaturePlan:
@@ -82,6 +107,18 @@ class FeaturePlan:
     refs: tuple[FeatureRef, ...]
     columns: tuple[str, ...]
     views: tuple[_ViewRead, ...]
+
+    @cached_property
+    def column_set(self) -> frozenset[str]:
+        return frozenset(self.columns)
+
+    @cached_property
+    def reorder(self) -> Callable[[tuple[Any, ...]], tuple[Any, ...]] | None:
+        """Puts values grouped by view back in request order (None when they already are)."""
+        grouped = [column for read in self.views for column, _ in read.pairs]
+        if grouped == list(self.columns):
+            return None
+        return itemgetter(*[grouped.index(column) for column in self.columns])
 
     @property
     def key_names(self) -> tuple[str, ...]:
@@ -195,56 +232,58 @@ class OnlineClient:
         """One dict per entity row: the row's own fields, then the feature columns in request order."""
         plan = self.plan(features, service)
         now_us = now_micros(now)
-        keys = self._keys(plan, entity_rows)
-        if not keys:
+        rows = entity_rows if isinstance(entity_rows, list) else list(entity_rows)
+        if not rows:
             return []
+        _check_rows(plan, rows)
+        keys: list[str] = []
+        for read in plan.views:
+            keys += _view_keys(read, rows)
         raws = self._mget(keys)
-        empty = dict.fromkeys(plan.columns)
+        count = len(rows)
+        # Per view, one tuple of requested values per row; then joined row-wise in C (operator.add).
+        combined: list[tuple[Any, ...]] | None = None
+        for position, read in enumerate(plan.views):
+            decoded = self._decode(read, raws[position * count : (position + 1) * count], now_us)
+            combined = decoded if combined is None else list(map(add, combined, decoded))
+        assert combined is not None  # a plan has at least one view
+        reorder = plan.reorder
+        if reorder is not None:
+            combined = list(map(reorder, combined))
+        columns = plan.columns
         results = []
-        position = 0
-        for row in entity_rows:
+        for row, values in zip(rows, combined, strict=True):
             out = dict(row)
-            out.update(empty)
-            for read in plan.views:
-                raw = raws[position]
-                position += 1
-                if raw is None:
-                    continue
-                fmt, feature_ts, _ = HEADER.unpack_from(raw)
-                if not feature_ts <= now_us <= feature_ts + read.codec.ttl_us:
-                    continue
-                if fmt == FORMAT_TOMBSTONE:
-                    continue
-                if fmt != FORMAT_VALUES:
-                    raise OnlineStoreError(f"{read.codec.view_name}: stored value of unknown format {fmt}")
-                values = msgpack.unpackb(raw[PAYLOAD_OFFSET:])
-                if raw[HEADER.size : PAYLOAD_OFFSET] != read.codec.layout_id:
-                    values = self._remap(read.codec, raw[HEADER.size : PAYLOAD_OFFSET], values)
-                for column, index in read.pairs:
-                    out[column] = values[index]
+            out.update(zip(columns, values, strict=True))
             results.append(out)
         return results
 
-    def _keys(self, plan: FeaturePlan, entity_rows: Sequence[Mapping[str, Any]]) -> list[str]:
-        columns = set(plan.columns)
-        keys = []
-        for index, row in enumerate(entity_rows):
-            where = f"entity row {index}"
-            if not isinstance(row, Mapping):
-                raise EntityError(f"{where}: expected an object of join keys, got {type(row).__name__}")
-            clash = columns.intersection(row)
-            if clash:
-                raise EntityError(f"{where}: field {sorted(clash)[0]!r} clashes with a feature column")
-            for read in plan.views:
-                parts = []
-                for name, dtype in zip(read.key_names, read.key_dtypes, strict=True):
-                    if name not in row:
-                        raise EntityError(
-                            f"{where}: missing join key {name!r} (needed by view {read.codec.view_name!r})"
-                        )
-                    parts.append(entity_key_part(name, dtype, row[name], where))
-                keys.append(read.codec.prefix + ":".join(parts))
-        return keys
+    def _decode(self, read: _ViewRead, raws: list[bytes | None], now_us: int) -> list[tuple[Any, ...]]:
+        """The requested values of each stored value, or nulls when absent, dead or a tombstone (hot loop)."""
+        getter, nulls = read.getter, read.nulls
+        ttl_us, layout = read.codec.ttl_us, read.codec.layout_id
+        unpack_header, unpack_payload = HEADER.unpack_from, msgpack.unpackb
+        header_size = HEADER.size
+        out: list[tuple[Any, ...]] = []
+        append = out.append
+        for raw in raws:
+            if raw is None:
+                append(nulls)
+                continue
+            fmt, feature_ts, _ = unpack_header(raw)
+            if feature_ts > now_us or now_us > feature_ts + ttl_us:
+                append(nulls)
+                continue
+            if fmt != FORMAT_VALUES:
+                if fmt == FORMAT_TOMBSTONE:
+                    append(nulls)
+                    continue
+                raise OnlineStoreError(f"{read.codec.view_name}: stored value of unknown format {fmt}")
+            values = unpack_payload(raw[PAYLOAD_OFFSET:])
+            if not raw.startswith(layout, header_size):
+                values = self._remap(read.codec, raw[header_size:PAYLOAD_OFFSET], values)
+            append(getter(values))
+        return out
 
     def _mget(self, keys: list[str]) -> list[bytes | None]:
         import redis
@@ -282,6 +321,45 @@ class OnlineClient:
                 else None
             )
         return remapped
+
+
+def _check_rows(plan: FeaturePlan, rows: list[Mapping[str, Any]]) -> None:
+    columns = plan.column_set
+    for index, row in enumerate(rows):
+        if type(row) is not dict and not isinstance(row, Mapping):
+            kind = type(row).__name__
+            raise EntityError(f"entity row {index}: expected an object of join keys, got {kind}")
+        if not columns.isdisjoint(row):
+            clash = sorted(columns.intersection(row))[0]
+            raise EntityError(f"entity row {index}: field {clash!r} clashes with a feature column")
+
+
+def _view_keys(read: _ViewRead, rows: list[Mapping[str, Any]]) -> list[str]:
+    """The Redis keys of ``read``'s view for every row, checking each join key (column at a time)."""
+    parts: list[list[str]] = []
+    for name, dtype in zip(read.key_names, read.key_dtypes, strict=True):
+        try:
+            values = [row[name] for row in rows]
+        except KeyError:
+            index = next(i for i, row in enumerate(rows) if name not in row)
+            raise EntityError(
+                f"entity row {index}: missing join key {name!r} (needed by view {read.codec.view_name!r})"
+            ) from None
+        kinds = set(map(type, values))
+        if dtype == "string" and kinds == {str}:
+            if any(map(_NEEDS_ESCAPE, values)):
+                values = [escape_key_part(v) for v in values]
+            parts.append(values)
+        elif dtype == "int64" and kinds == {int} and min(values) >= INT64_MIN and max(values) <= INT64_MAX:
+            parts.append(list(map(str, values)))
+        else:  # something is off: check row by row for a precise message
+            parts.append(
+                [entity_key_part(name, dtype, value, f"entity row {i}") for i, value in enumerate(values)]
+            )
+    prefix = read.codec.prefix
+    if len(parts) == 1:
+        return [prefix + part for part in parts[0]]
+    return [prefix + ":".join(entity) for entity in zip(*parts, strict=True)]
 
 
 def parse_entity(text: str, plan: FeaturePlan) -> dict[str, Any]:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from skewless.errors import OnlineStoreError, PublishRefused, SkewlessError, TableError
 from skewless.manifest import Manifest, ViewSpec
@@ -30,7 +30,7 @@ from skewless.online.encoding import (
     ViewCodec,
     pack_payload,
 )
-from skewless.online.redis_store import ScriptWriter, WriteCounts, connect, describe_error
+from skewless.online.redis_store import MAX_BATCH, ScriptWriter, WriteCounts, connect, describe_error
 from skewless.runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_PIPELINE_DEPTH = 8
+Transport = Literal["rows", "arrow"]
+TRANSPORTS: tuple[Transport, ...] = ("rows", "arrow")
+STATS = ("rows", "tombstones", "written", "kept_newer", "already_expired")
 # Lets the driver pick the worker's message out of Spark's wrapped Python traceback.
 _MARKER = "[skewless-online] "
 _MARKER_RE = re.compile(re.escape(_MARKER) + r"(.+)")
@@ -91,8 +94,16 @@ def materialize(
     now: datetime | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     pipeline_depth: int = DEFAULT_PIPELINE_DEPTH,
+    transport: Transport = "rows",
 ) -> MaterializeResult:
-    """Publish the rows of ``view_name`` for every ``ds`` in ``[start, end]`` to Redis."""
+    """Publish the rows of ``view_name`` for every ``ds`` in ``[start, end]`` to Redis.
+
+    ``transport`` is how rows reach the executors' Python writers: ``"rows"`` is
+    ``DataFrame.foreachPartition`` over pickled Rows (the design's path); ``"arrow"`` is
+    ``DataFrame.mapInArrow`` over Arrow record batches, about twice the throughput (Row
+    deserialization dominates the first). Both write from the executors with one connection per
+    partition and return only counters to the driver.
+    """
     from skewless.offline.delta import delta_tables
     from skewless.offline.jobs import days_between
     from skewless.offline.schemas import view_schema
@@ -111,8 +122,10 @@ def materialize(
             f"its values are available at {available_at(view, first).isoformat()} (boundary + "
             f"availability lag), which is after now ({now.isoformat(timespec='seconds')})"
         )
-    if batch_size < 1 or pipeline_depth < 1:
-        raise SkewlessError("batch_size and pipeline_depth must be positive")
+    if not 1 <= batch_size <= MAX_BATCH or pipeline_depth < 1:
+        raise SkewlessError(f"batch_size must be in 1..{MAX_BATCH} and pipeline_depth positive")
+    if transport not in TRANSPORTS:
+        raise SkewlessError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
 
     tables = delta_tables(spark)
     uri = settings.table_uri(view.table)
@@ -134,16 +147,23 @@ def materialize(
         frame = frame.repartition(parallelism)
 
     context = spark.sparkContext
-    counters = tuple(context.accumulator(0) for _ in range(5))
-    writer = PartitionWriter(settings.redis_url, view, batch_size, pipeline_depth, counters)
-    context.setJobDescription(f"skewless materialize {view.name} {start}..{end}")
+    context.setJobDescription(f"skewless materialize {view.name} {start}..{end} ({transport})")
     try:
-        frame.foreachPartition(writer)
+        if transport == "arrow":
+            stats = _write_with_arrow(
+                frame, ArrowPartitionWriter(settings.redis_url, view, batch_size, pipeline_depth)
+            )
+        else:
+            counters = tuple(context.accumulator(0) for _ in STATS)
+            frame.foreachPartition(
+                PartitionWriter(settings.redis_url, view, batch_size, pipeline_depth, counters)
+            )
+            stats = tuple(int(c.value) for c in counters)
     except Exception as exc:
         raise _job_failure(exc, view, start, end) from None
     finally:
         context.setJobDescription(None)  # type: ignore[arg-type]
-    rows, tombstones, written, kept, expired = (int(c.value) for c in counters)
+    rows, tombstones, written, kept, expired = stats
     log.info(
         "%s: published ds %s..%s: %d rows (%d tombstones), %d written, %d kept (newer in Redis), "
         "%d already expired",
@@ -232,10 +252,15 @@ def _job_failure(exc: Exception, view: ViewSpec, start: date, end: date) -> Skew
 
 
 class PartitionWriter:
-    """The function ``foreachPartition`` runs on the executors (picklable; connects on the executor)."""
+    """What ``foreachPartition`` runs on the executors (picklable; connects on the executor)."""
 
     def __init__(
-        self, url: str, view: ViewSpec, batch_size: int, pipeline_depth: int, counters: Sequence[Any]
+        self,
+        url: str,
+        view: ViewSpec,
+        batch_size: int,
+        pipeline_depth: int,
+        counters: Sequence[Any] = (),
     ) -> None:
         self.url = url
         self.view = view
@@ -244,18 +269,44 @@ class PartitionWriter:
         self.counters = counters
 
     def __call__(self, rows: Iterable[Sequence[Any]]) -> None:
+        stats = self.write(tuple(row) for row in rows)  # a pyspark Row indexes through Python code
+        for counter, value in zip(self.counters, stats, strict=True):
+            counter.add(value)
+
+    def write(self, rows: Iterable[Sequence[Any]]) -> tuple[int, int, int, int, int]:
         import redis
 
         codec = ViewCodec(self.view)
         client = connect(self.url)
         try:
-            stats = write_rows(ScriptWriter(client), codec, rows, self.batch_size, self.pipeline_depth)
+            return write_rows(ScriptWriter(client), codec, rows, self.batch_size, self.pipeline_depth)
         except redis.RedisError as exc:
             raise OnlineStoreError(_MARKER + describe_error(exc, self.url)) from None
         finally:
             client.close()
-        for counter, value in zip(self.counters, stats, strict=True):
-            counter.add(value)
+
+
+class ArrowPartitionWriter(PartitionWriter):
+    """What ``mapInArrow`` runs on the executors: Arrow batches in, one row of counters out."""
+
+    def __call__(self, batches: Iterable[Any]) -> Iterator[Any]:  # type: ignore[override]
+        import pyarrow as pa
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            for batch in batches:
+                yield from zip(*[column.to_pylist() for column in batch.columns], strict=True)
+
+        stats = self.write(rows())
+        yield pa.RecordBatch.from_pydict({name: [value] for name, value in zip(STATS, stats, strict=True)})
+
+
+def _write_with_arrow(frame: DataFrame, writer: ArrowPartitionWriter) -> tuple[int, ...]:
+    from pyspark.sql import functions as F
+
+    schema = ", ".join(f"{name} long" for name in STATS)
+    totals = frame.mapInArrow(writer, schema).agg(*[F.sum(name).alias(name) for name in STATS]).first()
+    assert totals is not None  # a global aggregate always has one row
+    return tuple(int(totals[name] or 0) for name in STATS)
 
 
 def write_rows(
@@ -285,7 +336,6 @@ def write_rows(
     values: list[bytes] = []
     batches: list[tuple[list[str], list[bytes]]] = []
     for row in rows:
-        row = tuple(row)  # a pyspark Row indexes through Python code; a tuple does not
         features = row[first_feature:]
         feature_ts, created_ts = row[ts_index], row[ts_index + 1]
         if features.count(None) == n_features:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from skewless.errors import OnlineStoreError
@@ -36,14 +36,19 @@ BACKOFF_CAP_S = 1.0
 # KEYS: the keys of the batch. ARGV[1]: the view's ttl in microseconds; ARGV[1 + i]: the value
 # (or tombstone) for KEYS[i], whose bytes 2..17 hold (feature_ts, created_ts) as big-endian int64
 # microseconds. Lua numbers are doubles: exact for microsecond timestamps up to the year 2255.
-# Returns {written, kept_newer, already_expired}.
+# The stored values are read with one MGET (a redis.call per key costs more than the rest of
+# the work for it); `current` tracks writes so a key repeated in the batch compares against the
+# value written before it. Returns {written, kept_newer, already_expired}.
 WRITE_SCRIPT = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local ttl_us = tonumber(ARGV[1])
+local stored = redis.call('MGET', unpack(KEYS))
+local current = {}
+for i = 1, #KEYS do current[KEYS[i]] = stored[i] end
 local written, kept, expired = 0, 0, 0
 for i = 1, #KEYS do
-  local value = ARGV[i + 1]
+  local key, value = KEYS[i], ARGV[i + 1]
   local ts, created = struct.unpack('>i8>i8', value, 2)
   local last_us = ts + ttl_us
   local rest = last_us % 1000
@@ -52,22 +57,25 @@ for i = 1, #KEYS do
   if expire_ms < now_ms then
     expired = expired + 1
   else
-    local stored = redis.call('GETRANGE', KEYS[i], 0, 16)
+    local old = current[key]
     local newer = false
-    if #stored == 17 then
-      local sts, screated = struct.unpack('>i8>i8', stored, 2)
+    if old and #old >= 17 then
+      local sts, screated = struct.unpack('>i8>i8', old, 2)
       newer = sts > ts or (sts == ts and screated > created)
     end
     if newer then
       kept = kept + 1
     else
-      redis.call('SET', KEYS[i], value, 'PXAT', string.format('%d', expire_ms))
+      redis.call('SET', key, value, 'PXAT', string.format('%d', expire_ms))
+      current[key] = value
       written = written + 1
     end
   end
 end
 return {written, kept, expired}
 """
+MAX_BATCH = 4096
+"""Keys per script call at most (Lua's unpack() has a limit of about 8000 values)."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +165,13 @@ def _scrub(exc: BaseException, url: str) -> str:
 
 
 class ScriptWriter:
-    """Calls the write script on one connection: batches of keys, several batches per round trip."""
+    """Calls the write script on one connection: batches of keys, several batches per round trip.
+
+    Commands are packed by hiredis straight from the argument tuples (redis-py's pipeline spends
+    about a microsecond per argument before that) and sent in one write; the replies are read in
+    order. Connection errors reconnect and resend the round trip with the client's backoff (the
+    script is idempotent); a Redis that lost the script (restart, SCRIPT FLUSH) gets it again.
+    """
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
@@ -167,24 +181,42 @@ class ScriptWriter:
         return str(self.client.script_load(WRITE_SCRIPT))
 
     def write(self, ttl_us: int, batches: Sequence[tuple[Sequence[str], Sequence[bytes]]]) -> WriteCounts:
-        """Write ``(keys, values)`` batches in one pipelined round trip (one EVALSHA per batch)."""
+        """Write ``(keys, values)`` batches in one round trip (one EVALSHA per batch)."""
+        import hiredis
         import redis
 
-        for attempt in (1, 2):
-            pipe = self.client.pipeline(transaction=False)
-            for keys, values in batches:
-                pipe.evalsha(self.sha, len(keys), *keys, ttl_us, *values)
-            try:
-                results = pipe.execute()
-            except redis.exceptions.NoScriptError:
-                # Redis restarted (or SCRIPT FLUSH) since the script was loaded: load it again
-                # and replay the batches (the script is idempotent).
-                if attempt == 2:
-                    raise
-                self.sha = self.load()
-                continue
-            total = WriteCounts()
-            for written, kept, expired in results:
-                total = total + WriteCounts(int(written), int(kept), int(expired))
-            return total
-        raise AssertionError("unreachable")  # pragma: no cover
+        if any(len(keys) > MAX_BATCH for keys, _ in batches):
+            raise OnlineStoreError(f"at most {MAX_BATCH} keys per script call")
+        packed = b"".join(
+            [
+                hiredis.pack_command(cast(Any, ("EVALSHA", self.sha, len(keys), *keys, ttl_us, *values)))
+                for keys, values in batches
+            ]
+        )
+        try:
+            replies = self._round_trip(packed, len(batches))
+        except redis.exceptions.NoScriptError:
+            self.load()  # the same script has the same sha
+            replies = self._round_trip(packed, len(batches))
+        total = WriteCounts()
+        for written, kept, expired in replies:
+            total = total + WriteCounts(int(written), int(kept), int(expired))
+        return total
+
+    def _round_trip(self, packed: bytes, count: int) -> list[Any]:
+        import redis
+
+        pool = self.client.connection_pool
+        connection: Any = pool.get_connection()
+
+        def attempt() -> list[Any]:
+            connection.send_packed_command([packed], check_health=False)
+            return [connection.read_response() for _ in range(count)]
+
+        try:
+            return list(connection.retry.call_with_retry(attempt, lambda _: connection.disconnect()))
+        except redis.RedisError:
+            connection.disconnect()  # replies may be left unread: never reuse this socket as is
+            raise
+        finally:
+            pool.release(connection)

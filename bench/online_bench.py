@@ -1,0 +1,300 @@
+"""Online store benchmark: materialization throughput and online read latency.
+
+Starts its own redis-server on a free loopback port and measures, in the same run:
+
+* the baseline: ``redis-benchmark -P 64 -t set,hset`` (one client, pipelined) against that server;
+* materialization of ``1M * scale`` entities through the real path (Delta table -> Spark
+  ``foreachPartition`` -> check-and-set script), as keys/s and as a ratio to the SET baseline;
+  plus the same encoding and script writes from one Python process without Spark, to show
+  where the time goes;
+* online read latency through :class:`OnlineClient` (p50/p99): 1 entity x 3 features of one
+  view, and 500 entities x 10 features across 2 views; with plain ``MGET`` of the same keys as
+  the floor.
+
+Targets: >= 100k keys/s, p99 <= 0.3 ms (1 entity) and <= 2 ms (500 x 10).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import textwrap
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+TREE = {
+    "defs.yaml": """
+        entity:
+          name: merchant
+          join_keys: {merchant_id: string}
+        ---
+        entity:
+          name: customer
+          join_keys: {customer_id: int64}
+        ---
+        source:
+          name: merchants_raw
+          path: merchants
+          format: parquet
+          timestamp: ts
+          columns: {merchant_id: string, ts: timestamp, txn_count: int64, amount_sum: float64,
+                    amount_avg: float64, segment: string, is_active: bool}
+        ---
+        source:
+          name: customers_raw
+          path: customers
+          format: parquet
+          timestamp: ts
+          columns: {customer_id: int64, ts: timestamp, orders: int64, spend: float64, tenure_days: int64,
+                    tier: string, is_subscriber: bool}
+        ---
+        view:
+          name: merchant_bench
+          version: 1
+          kind: snapshot
+          entity: merchant
+          source: merchants_raw
+          ttl: 2d
+          features:
+            - {name: txn_count, dtype: int64}
+            - {name: amount_sum, dtype: float64}
+            - {name: amount_avg, dtype: float64}
+            - {name: segment, dtype: string}
+            - {name: is_active, dtype: bool}
+        ---
+        view:
+          name: customer_bench
+          version: 1
+          kind: snapshot
+          entity: customer
+          source: customers_raw
+          ttl: 2d
+          features:
+            - {name: orders, dtype: int64}
+            - {name: spend, dtype: float64}
+            - {name: tenure_days, dtype: int64}
+            - {name: tier, dtype: string}
+            - {name: is_subscriber, dtype: bool}
+    """,
+}
+SEGMENTS = ["grocery", "travel", "fuel", "electronics", "restaurants", "other"]
+
+
+def _percentiles(samples_ns: list[int]) -> dict[str, float]:
+    ordered = sorted(samples_ns)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6, 4)
+
+    return {
+        "p50_ms": pick(0.50),
+        "p99_ms": pick(0.99),
+        "mean_ms": round(statistics.fmean(ordered) / 1e6, 4),
+        "requests": len(ordered),
+    }
+
+
+def redis_benchmark(port: int, requests: int) -> dict[str, float]:
+    """``redis-benchmark -P 64 -t set,hset`` requests per second, one connection."""
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        return {"error": "redis-benchmark not found"}  # type: ignore[dict-item]
+    command = [binary, "-h", "127.0.0.1", "-p", str(port), "-P", "64", "-c", "1", "-t", "set,hset"]
+    command += ["-n", str(requests), "-r", "1000000", "-d", "60", "--csv"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600).stdout
+    rates: dict[str, float] = {}
+    for line in output.splitlines():
+        cells = [c.strip('"') for c in line.split(",")]
+        if len(cells) >= 2 and cells[0] in ("SET", "HSET"):
+            rates[f"{cells[0].lower()}_per_s"] = float(cells[1])
+    return rates
+
+
+def _merchant_table(uri: str, count: int, day: date) -> None:
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    feature_ts = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    created = datetime.now(UTC)
+    ids = [f"m{i:08d}" for i in range(count)]
+    table = pa.table(
+        {
+            "merchant_id": pa.array(ids, pa.string()),
+            "ds": pa.array([day] * count, pa.date32()),
+            "feature_ts": pa.array([feature_ts] * count, pa.timestamp("us", tz="UTC")),
+            "created_ts": pa.array([created] * count, pa.timestamp("us", tz="UTC")),
+            "txn_count": pa.array([i % 1000 for i in range(count)], pa.int64()),
+            "amount_sum": pa.array([i * 1.37 for i in range(count)], pa.float64()),
+            "amount_avg": pa.array([None if i % 17 == 0 else i / 3 for i in range(count)], pa.float64()),
+            "segment": pa.array([SEGMENTS[i % len(SEGMENTS)] for i in range(count)], pa.string()),
+            "is_active": pa.array([i % 3 != 0 for i in range(count)], pa.bool_()),
+        }
+    )
+    # Several files, as a Spark job writes them (one per task), so the read has several partitions.
+    files = 8
+    step = -(-count // files)
+    for index in range(files):
+        part = table.slice(index * step, step)
+        write_deltalake(uri, part, partition_by=["ds"], mode="overwrite" if index == 0 else "append")
+
+
+def _latency(call: Any, repeats: int, warmup: int = 50) -> dict[str, float]:
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter_ns()
+        call()
+        samples.append(time.perf_counter_ns() - started)
+    return _percentiles(samples)
+
+
+def run(workdir: Path, scale: float) -> dict[str, Any]:
+    import redis
+
+    from skewless.compile import compile_tree
+    from skewless.online.client import OnlineClient
+    from skewless.online.encoding import ViewCodec
+    from skewless.online.local_redis import LocalRedis
+    from skewless.online.materialize import materialize, publish_rows, to_micros
+    from skewless.registry import publish_registry
+    from skewless.runtime.settings import Settings, SparkSettings
+    from skewless.runtime.spark import get_spark
+
+    os.environ.setdefault("TZ", "UTC")
+    entities = max(1000, int(1_000_000 * scale))
+    day = datetime.now(UTC).date() - timedelta(days=1)
+    defs = workdir / "defs"
+    defs.mkdir(parents=True)
+    (defs / "defs.yaml").write_text(textwrap.dedent(TREE["defs.yaml"]).lstrip("\n"))
+    manifest = compile_tree(defs)
+    report: dict[str, Any] = {"entities": entities}
+
+    with LocalRedis(workdir=workdir / "redis") as server:
+        settings = Settings(
+            defs=str(defs),
+            offline_root=str(workdir / "offline"),
+            redis_url=server.url,
+            spark=SparkSettings(master="local[2]"),
+        )
+        publish_registry(settings.registry_uri, manifest)
+        probe = redis.Redis.from_url(server.url)
+
+        baseline = redis_benchmark(server.port, max(100_000, entities))
+        probe.flushall()
+        report["redis_benchmark_P64"] = baseline
+
+        merchants = manifest.view("merchant_bench")
+        _merchant_table(settings.table_uri(merchants.table), entities, day)
+
+        # Materialization through Spark. A first small run warms the JVM and the Python workers
+        # (session start and the first job cost 10-20 s here and are not what is measured).
+        spark = get_spark(settings, app_name="skewless-bench-online")
+        materialize(spark, settings, manifest, "merchant_bench", day, transport="arrow")
+        materialize(spark, settings, manifest, "merchant_bench", day, transport="rows")
+        for transport in ("rows", "arrow"):
+            probe.flushall()
+            started = time.perf_counter()
+            cpu_before = _redis_cpu(probe)
+            result = materialize(spark, settings, manifest, "merchant_bench", day, transport=transport)
+            seconds = time.perf_counter() - started
+            assert result.written == entities, result
+            rate = entities / seconds
+            report[f"materialize_spark_{transport}"] = {
+                "path": "foreachPartition" if transport == "rows" else "mapInArrow",
+                "keys": entities,
+                "seconds": round(seconds, 2),
+                "keys_per_s": round(rate),
+                "ratio_to_redis_benchmark_set": round(rate / baseline["set_per_s"], 3)
+                if "set_per_s" in baseline
+                else None,
+                "redis_cpu_us_per_key": round((_redis_cpu(probe) - cpu_before) / entities * 1e6, 2),
+            }
+
+        # The same encoding and script writes from this one process, no Spark: where the time goes.
+        probe.flushall()
+        now_us = to_micros(datetime.now(UTC)) - 3_600_000_000
+        rows = [
+            (f"m{i:08d}", now_us, now_us, i % 1000, i * 1.37, i / 3, SEGMENTS[i % 6], i % 3 != 0)
+            for i in range(min(entities, 200_000))
+        ]
+        started, cpu_before, redis_before = time.perf_counter(), time.process_time(), _redis_cpu(probe)
+        publish_rows(server.url, merchants, rows)
+        seconds = time.perf_counter() - started
+        report["write_one_process_no_spark"] = {
+            "keys": len(rows),
+            "keys_per_s": round(len(rows) / seconds),
+            "client_cpu_us_per_key": round((time.process_time() - cpu_before) / len(rows) * 1e6, 2),
+            "redis_cpu_us_per_key": round((_redis_cpu(probe) - redis_before) / len(rows) * 1e6, 2),
+        }
+
+        # Reads: the merchant view holds `entities` keys again, the customer view 100k.
+        probe.flushall()
+        materialize(spark, settings, manifest, "merchant_bench", day, transport="arrow")
+        customers = manifest.view("customer_bench")
+        publish_rows(
+            server.url,
+            customers,
+            [(i, now_us, now_us, i, i * 2.5, i % 3650, "gold", i % 2 == 0) for i in range(100_000)],
+        )
+        with OnlineClient(settings, manifest) as client:
+            one = [{"merchant_id": "m00000042"}]
+            one_features = ["merchant_bench:txn_count", "merchant_bench:amount_avg", "merchant_bench:segment"]
+            assert client.get_online_features(one, features=one_features)[0]["txn_count"] == 42
+            report["online_1_entity_3_features"] = _latency(
+                lambda: client.get_online_features(one, features=one_features), repeats=5000
+            )
+            step = max(1, entities // 500)
+            many = [{"merchant_id": f"m{i * step:08d}", "customer_id": i * 97} for i in range(500)]
+            ten = [f"merchant_bench:{f}" for f in merchants.feature_names]
+            ten += [f"customer_bench:{f}" for f in customers.feature_names]
+            answers = client.get_online_features(many, features=ten)
+            assert sum(a["txn_count"] is not None for a in answers) == 500
+            report["online_500_entities_10_features_2_views"] = _latency(
+                lambda: client.get_online_features(many, features=ten), repeats=500
+            )
+            # The floor: redis-py MGET of the same 1000 keys, no decoding.
+            merchant_codec, customer_codec = ViewCodec(merchants), ViewCodec(customers)
+            keys = [merchant_codec.entity_key([e["merchant_id"]]) for e in many]
+            keys += [customer_codec.entity_key([e["customer_id"]]) for e in many]
+            report["mget_1000_keys_floor"] = _latency(lambda: probe.mget(keys), repeats=500)
+            single = [merchant_codec.entity_key(["m00000042"])]
+            report["mget_1_key_floor"] = _latency(lambda: probe.mget(single), repeats=5000)
+
+        if _created_session(spark):
+            spark.stop()
+    report["targets"] = {
+        "materialize_keys_per_s": 100_000,
+        "p99_ms_1_entity": 0.3,
+        "p99_ms_500_entities_10_features": 2.0,
+    }
+    report["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    report["met"] = {
+        "materialize_foreachPartition": report["materialize_spark_rows"]["keys_per_s"] >= 100_000,
+        "materialize_mapInArrow": report["materialize_spark_arrow"]["keys_per_s"] >= 100_000,
+        "p99_1_entity": report["online_1_entity_3_features"]["p99_ms"] <= 0.3,
+        "p99_500x10": report["online_500_entities_10_features_2_views"]["p99_ms"] <= 2.0,
+    }
+    return report
+
+
+def _redis_cpu(client: Any) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"] + info["used_cpu_sys"])
+
+
+def _created_session(spark: Any) -> bool:
+    return bool(spark.sparkContext.appName == "skewless-bench-online")
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="skewless-bench-online-") as tmp:
+        print(json.dumps(run(Path(tmp), float(sys.argv[1]) if len(sys.argv) > 1 else 1.0), indent=2))
