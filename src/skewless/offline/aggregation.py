@@ -1,16 +1,18 @@
 """Aggregation views as small DataFrame -> DataFrame steps (DESIGN.md section 3).
 
 1. :func:`build_tiles`: events -> one row per (entity, day) of mergeable partial aggregates.
-2. :func:`windows_from_tiles`: tiles -> one row per (entity, ds) with every window feature, plus
-   a tombstone row (all features null) on the day an entity drops out of the longest window.
+2. :func:`windows_from_tiles`: tiles -> a grid of the (entity, ds) rows the view has (alive days
+   and the drop-out day), then every feature as a window function over the last N days' tiles;
+   on the drop-out day the row is a tombstone (all features null).
 
-Floating-point sums are folded over *sorted* values (within a day) and over tiles in day order
-(within a window), so a daily run and a backfill produce bit-identical results whatever the
-partitioning. Variance uses Welford within a day and Chan's merge across days.
+Floating-point sums are folded over *sorted* values within a day, and window frames add tiles in
+day order, so a daily run and a backfill produce bit-identical results whatever the partitioning.
+Variance uses Welford within a day and Chan's merge across days.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -20,10 +22,13 @@ from skewless.offline.sources import DAY, TS
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
+    from pyspark.sql.window import WindowSpec
 
 ROWS = "n_rows"
-AGE = "_age"
 TARGET = "ds"
+OFFSET = "_offset"
+DAY_NUMBER = "_day_number"
+EPOCH = "1970-01-01"
 
 
 @dataclass(frozen=True)
@@ -147,66 +152,38 @@ def column_dtypes(view: ViewSpec) -> dict[str, str]:
     return out
 
 
-def explode_to_targets(tiles: DataFrame, max_window_days: int, start: date, end: date) -> DataFrame:
-    """Emit each tile to every target ``ds`` whose windows (or drop-out check) can see it.
+def entity_day_grid(tiles: DataFrame, keys: Sequence[str], max_window_days: int) -> DataFrame:
+    """One row per (entity, day) from each tile's day until the entity's next tile or its drop-out day.
 
-    A tile of day ``d`` is inside an N-day window of target ``t`` when ``0 <= t - d < N``; at
-    ``t - d == max_window_days`` it has just left the longest window (drop-out detection).
+    The tile's values sit on its own day; the days after it carry nulls. Those rows are exactly
+    the (entity, ds) rows the view has: alive days plus the tombstone day ``last tile + longest``.
     """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    offsets = F.sequence(F.lit(0), F.lit(max_window_days))
-    exploded = tiles.withColumnRenamed(TARGET, "_tile_day").withColumn(AGE, F.explode(offsets))
-    target = F.date_add(F.col("_tile_day"), F.col(AGE))
-    return (
-        exploded.withColumn(TARGET, target)
-        .where((F.col(TARGET) >= F.lit(start)) & (F.col(TARGET) <= F.lit(end)))
-        .drop("_tile_day")
+    by_day = Window.partitionBy(*keys).orderBy(F.col(TARGET))
+    until = F.coalesce(
+        F.least(
+            F.date_sub(F.lead(F.col(TARGET)).over(by_day), 1), F.date_add(F.col(TARGET), max_window_days)
+        ),
+        F.date_add(F.col(TARGET), max_window_days),
     )
+    value_columns = [c for c in tiles.columns if c not in (*keys, TARGET)]
+    spans = tiles.withColumn(OFFSET, F.datediff(until, F.col(TARGET)))
+    offsets = spans.withColumn(OFFSET, F.explode(F.sequence(F.lit(0), F.col(OFFSET))))
+    return offsets.select(
+        *keys,
+        F.date_add(F.col(TARGET), F.col(OFFSET)).alias(TARGET),
+        *[F.when(F.col(OFFSET) == 0, F.col(c)).alias(c) for c in value_columns],
+    ).withColumn(DAY_NUMBER, F.datediff(F.col(TARGET), F.lit(EPOCH)))
 
 
-def _in_window(days: int) -> Column:
+def _window(keys: Sequence[str], days: int) -> WindowSpec:
+    """The N-day window ending at (and including) the row's day: ``[ds - N + 1, ds]``."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    return F.col(AGE) < F.lit(days)
-
-
-def _sum_parts(column: str) -> str:
-    return f"_parts_{column}_sum"
-
-
-def _moment_parts(column: str) -> str:
-    return f"_parts_{column}_moments"
-
-
-def _ordered(name: str, **fields: Column) -> Column:
-    """Tiles' partial values as an array sorted by age: a fixed fold order, whatever the shuffle."""
-    from pyspark.sql import functions as F
-
-    parts = F.struct(F.col(AGE).alias("age"), *[value.alias(key) for key, value in fields.items()])
-    return F.array_sort(F.collect_list(parts)).alias(name)
-
-
-def _direct_feature(feature: FeatureSpec) -> Column:
-    """count, min, max, last and approx_count_distinct combine exactly in any order."""
-    from pyspark.sql import functions as F
-
-    inside = _in_window(feature.window_days or 0)
-    column = feature.column
-    if feature.function == "count":
-        source = F.col(ROWS) if column is None else F.col(tile_column(column, "n"))
-        return F.coalesce(F.sum(F.when(inside, source)), F.lit(0).cast("long"))
-    assert column is not None  # the compiler requires a column for every other function
-    if feature.function == "min":
-        return F.min(F.when(inside, F.col(tile_column(column, "min"))))
-    if feature.function == "max":
-        return F.max(F.when(inside, F.col(tile_column(column, "max"))))
-    if feature.function == "last":
-        return F.max(F.when(inside, F.col(tile_column(column, "last"))))["value"]
-    if feature.function == "approx_count_distinct":
-        union = F.hll_union_agg(F.when(inside, F.col(tile_column(column, "hll"))))
-        return F.coalesce(F.hll_sketch_estimate(union), F.lit(0).cast("long"))
-    raise ValueError(f"{feature.function!r} is folded from ordered parts")  # pragma: no cover
+    return Window.partitionBy(*keys).orderBy(F.col(DAY_NUMBER)).rangeBetween(-(days - 1), 0)
 
 
 def _chan_merge(acc: Column, tile: Column) -> Column:
@@ -221,28 +198,38 @@ def _chan_merge(acc: Column, tile: Column) -> Column:
     return F.struct(n.alias("n"), mean.alias("mean"), m2.alias("m2"))
 
 
-def _folded_feature(feature: FeatureSpec, dtypes: dict[str, str]) -> Column:
-    """sum, avg and stddev folded over the window's tiles in age order (bit-reproducible)."""
+def _feature(feature: FeatureSpec, keys: Sequence[str], dtypes: dict[str, str]) -> Column:
+    """One feature as a window function over the grid. Frames are evaluated in day order, so
+    floating-point sums add up in the same order in a daily run and in a backfill."""
     from pyspark.sql import functions as F
 
-    days = F.lit(feature.window_days or 0)
+    window = _window(keys, feature.window_days or 0)
     column = feature.column
-    assert column is not None  # the compiler requires a column for these functions
+    if feature.function == "count":
+        counted = F.col(ROWS) if column is None else F.col(tile_column(column, "n"))
+        return F.coalesce(F.sum(counted).over(window), F.lit(0).cast("long"))
+    assert column is not None  # the compiler requires a column for every other function
+    if feature.function in ("sum", "avg"):
+        count = F.sum(F.col(tile_column(column, "n"))).over(window)
+        total = F.sum(F.col(tile_column(column, "sum"))).over(window)
+        return F.when(count > 0, total if feature.function == "sum" else total.cast("double") / count)
     if feature.function == "stddev":
-        inside = F.filter(F.col(_moment_parts(column)), lambda t: t["age"] < days)
+        parts = F.collect_list(F.col(tile_column(column, "moments"))).over(window)  # in day order
         zero = F.struct(F.lit(0).cast("long").alias("n"), F.lit(0.0).alias("mean"), F.lit(0.0).alias("m2"))
-        moments = F.aggregate(inside, zero, lambda acc, t: _chan_merge(acc, t["v"]))
+        moments = F.aggregate(parts, zero, _chan_merge)
         return F.when(moments["n"] >= 2, F.sqrt(moments["m2"] / (moments["n"] - 1)))
-    inside = F.filter(F.col(_sum_parts(column)), lambda t: t["age"] < days)
-    zero = F.lit(0).cast("long") if dtypes[column] == "int64" else F.lit(0.0)
-    total = F.aggregate(inside, zero, lambda acc, t: acc + t["s"])
-    count = F.aggregate(inside, F.lit(0).cast("long"), lambda acc, t: acc + t["n"])
-    if feature.function == "sum":
-        return F.when(count > 0, total)
-    return F.when(count > 0, total.cast("double") / count)
+    if feature.function == "min":
+        return F.min(F.col(tile_column(column, "min"))).over(window)
+    if feature.function == "max":
+        return F.max(F.col(tile_column(column, "max"))).over(window)
+    if feature.function == "last":
+        return F.max(F.col(tile_column(column, "last"))).over(window)["value"]
+    if feature.function == "approx_count_distinct":
+        union = F.hll_union_agg(F.col(tile_column(column, "hll"))).over(window)
+        return F.coalesce(F.hll_sketch_estimate(union), F.lit(0).cast("long"))
+    raise ValueError(f"unknown aggregation function {feature.function!r}")  # pragma: no cover
 
 
-FOLDED = frozenset({"sum", "avg", "stddev"})
 _SPARK_TYPES = {"int64": "long", "float64": "double", "string": "string", "bool": "boolean"}
 
 
@@ -259,38 +246,23 @@ def windows_from_tiles(
     """
     from pyspark.sql import functions as F
 
-    plan = TilePlan.of(view)
+    keys = list(view.key_names)
     dtypes = column_dtypes(view)
     longest = view.max_window_days
-    exploded = explode_to_targets(tiles, longest, start, end)
-
-    aggregates: list[Column] = [F.min(F.col(AGE)).alias("_min_age")]
-    for column in sorted(plan.sums):
-        aggregates.append(
-            _ordered(
-                _sum_parts(column),
-                s=F.col(tile_column(column, "sum")),
-                n=F.col(tile_column(column, "n")),
-            )
-        )
-    for column in sorted(plan.moments):
-        aggregates.append(_ordered(_moment_parts(column), v=F.col(tile_column(column, "moments"))))
-    aggregates += [_direct_feature(f).alias(f.name) for f in view.features if f.function not in FOLDED]
-    grouped = exploded.groupBy(*view.key_names, TARGET).agg(*aggregates)
-
+    grid = entity_day_grid(tiles, keys, longest)
     # On the day the entity's last tile leaves the longest window, emit a tombstone: no value.
-    alive = F.col("_min_age") < F.lit(longest)
-    features = []
-    for feature in view.features:
-        value = _folded_feature(feature, dtypes) if feature.function in FOLDED else F.col(feature.name)
-        features.append(F.when(alive, value).cast(_SPARK_TYPES[feature.dtype]).alias(feature.name))
+    alive = F.sum(F.col(ROWS)).over(_window(keys, longest)) > 0
     lag = timedelta(seconds=view.availability_lag_seconds)
     boundary = F.to_timestamp(F.date_add(F.col(TARGET), 1))
     feature_ts = boundary + F.make_dt_interval(secs=F.lit(lag.total_seconds())) if lag else boundary
-    return grouped.select(
-        *view.key_names,
+    rows = grid.select(
+        *keys,
         F.col(TARGET),
         feature_ts.alias("feature_ts"),
         F.lit(created_ts).cast("timestamp").alias("created_ts"),
-        *features,
+        *[
+            F.when(alive, _feature(f, keys, dtypes)).cast(_SPARK_TYPES[f.dtype]).alias(f.name)
+            for f in view.features
+        ],
     )
+    return rows.where((F.col(TARGET) >= F.lit(start)) & (F.col(TARGET) <= F.lit(end)))
