@@ -19,6 +19,7 @@ FEATURE_ROWS = 10_000_000
 SPINE_ROWS = 2_000_000
 DAYS = 50
 FIRST_DAY = date(2024, 1, 1)
+TTL = "INTERVAL 2 DAY"  # the view's ttl, in DuckDB's syntax
 
 TREE = """
 entity: {name: user, join_keys: {user_id: int64}}
@@ -82,7 +83,8 @@ def generate(root: Path, feature_rows: int, spine_rows: int) -> dict[str, str]:
             "row_id": pa.array(np.arange(spine_rows, dtype=np.int64)),
             "user_id": pa.array(rng.integers(0, int(users * 1.05), spine_rows)),  # 5% unknown users
             "event_timestamp": pa.array(
-                rng.integers(start_us, start_us + DAYS * 86_400_000_000, spine_rows), pa.timestamp("us", tz="UTC")
+                rng.integers(start_us, start_us + DAYS * 86_400_000_000, spine_rows),
+                pa.timestamp("us", tz="UTC"),
             ),
             "label": pa.array(rng.random(spine_rows) < 0.1),
         }
@@ -126,7 +128,11 @@ def _spark(task: dict[str, Any]) -> dict[str, Any]:
         features="user_activity:clicks_1d,user_activity:spend_7d",
         method=task["method"],
     )
-    return {"seconds": round(seconds, 2), "rows": record.spine_rows, "path": record.tables["user_activity"].path}
+    return {
+        "seconds": round(seconds, 2),
+        "rows": record.spine_rows,
+        "path": record.tables["user_activity"].path,
+    }
 
 
 def _duckdb(task: dict[str, Any]) -> dict[str, Any]:
@@ -137,8 +143,8 @@ def _duckdb(task: dict[str, Any]) -> dict[str, Any]:
     query = f"""
         COPY (
           SELECT s.*,
-                 CASE WHEN f.feature_ts >= s.event_timestamp - INTERVAL 2 DAY THEN f.clicks_1d END AS clicks_1d,
-                 CASE WHEN f.feature_ts >= s.event_timestamp - INTERVAL 2 DAY THEN f.spend_7d END AS spend_7d
+                 CASE WHEN f.feature_ts >= s.event_timestamp - {TTL} THEN f.clicks_1d END AS clicks_1d,
+                 CASE WHEN f.feature_ts >= s.event_timestamp - {TTL} THEN f.spend_7d END AS spend_7d
           FROM read_parquet('{task["spine"]}/*.parquet') s
           ASOF LEFT JOIN read_parquet('{task["table"]}/ds=*/*.parquet', hive_partitioning = true) f
             ON s.user_id = f.user_id AND s.event_timestamp >= f.feature_ts
@@ -168,16 +174,28 @@ def _compare(task: dict[str, Any]) -> dict[str, Any]:
 def _measure(workdir: Path, name: str, feature_rows: int, spine_rows: int) -> dict[str, Any]:
     root = workdir / name
     paths, generate_seconds = timed(generate, root, feature_rows, spine_rows)
-    spark = run_worker("bench.pit_bench", {**paths, "step": "spark", "method": "auto", "out": str(root / "out-spark")})
-    asof = run_worker("bench.pit_bench", {**paths, "step": "spark", "method": "asof", "out": str(root / "out-asof")})
+    spark = run_worker(
+        "bench.pit_bench", {**paths, "step": "spark", "method": "auto", "out": str(root / "out-spark")}
+    )
+    asof = run_worker(
+        "bench.pit_bench", {**paths, "step": "spark", "method": "asof", "out": str(root / "out-asof")}
+    )
     duck = run_worker("bench.pit_bench", {**paths, "step": "duckdb", "out": str(root / "out-duckdb.parquet")})
     agree = run_worker(
         "bench.pit_bench",
-        {"step": "compare", "spark_out": str(root / "out-spark"), "duckdb_out": str(root / "out-duckdb.parquet")},
+        {
+            "step": "compare",
+            "spark_out": str(root / "out-spark"),
+            "duckdb_out": str(root / "out-duckdb.parquet"),
+        },
     )
     agree_asof = run_worker(
         "bench.pit_bench",
-        {"step": "compare", "spark_out": str(root / "out-asof"), "duckdb_out": str(root / "out-duckdb.parquet")},
+        {
+            "step": "compare",
+            "spark_out": str(root / "out-asof"),
+            "duckdb_out": str(root / "out-duckdb.parquet"),
+        },
     )
     return {
         "feature_rows": feature_rows,
@@ -204,7 +222,8 @@ def run(workdir: Path, scale: float) -> dict[str, Any]:
             full["spark_boundary_join"]["peak_rss_mb"] / fifth["spark_boundary_join"]["peak_rss_mb"], 2
         ),
         "memory_ratio_at_5x_data_general": round(
-            full["spark_general_asof_join"]["peak_rss_mb"] / fifth["spark_general_asof_join"]["peak_rss_mb"], 2
+            full["spark_general_asof_join"]["peak_rss_mb"] / fifth["spark_general_asof_join"]["peak_rss_mb"],
+            2,
         ),
     }
 
