@@ -93,3 +93,11 @@ class EntityError(SkewlessError):
 
 class PublishRefused(SkewlessError):
     """``materialize`` refused to publish a ``ds`` whose values are not available yet."""
+
+
+class ValidationFailed(SkewlessError):
+    """A staged partition failed its expectations; nothing was committed (the report names each failure)."""
+
+
+class DriftDetected(SkewlessError):
+    """A committed partition's feature distribution drifted past ``validation.drift_psi_fail``."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,34 @@ class SparkSettings(BaseModel):
     """DAG tasks run jobs through spark-submit (a cluster) instead of in-process."""
 
 
+class ValidationSettings(BaseModel):
+    """The audit before publishing and the drift check after it (``validation:`` in the config)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    drift_psi_warn: float | None = Field(default=0.1, ge=0)
+    """Log a warning when a numeric feature's PSI against the reference window reaches this."""
+    drift_psi_fail: float | None = Field(default=None, ge=0)
+    """Fail the stats step (after the partition is committed) when a PSI reaches this; None: never."""
+    drift_reference_days: int = Field(default=7, ge=1)
+    """The reference window: this many ``ds`` partitions before the one checked."""
+    drift_bins: int = Field(default=10, ge=2, le=100)
+    """Bins per feature (edges at the reference window's quantiles, shared by both sides)."""
+
+
+class AirflowSettings(BaseModel):
+    """How the generated DAGs in ``dags/`` are scheduled (``airflow:`` in the config)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start_date: date | None = None
+    """First ``ds`` of the nightly DAGs (catchup runs every day from it); default: yesterday, UTC."""
+    spark_conn_id: str = "spark_default"
+    """Airflow connection of ``SparkSubmitOperator`` when ``spark.submit`` is true."""
+    jobs_dir: str | None = None
+    """Folder holding the spark-submit entry points; default: ``jobs/`` beside ``dags/``."""
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -40,6 +69,8 @@ class Settings(BaseModel):
     """Where ``apply`` publishes the manifest; default ``<offline_root>/_registry/registry.json``."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     spark: SparkSettings = Field(default_factory=SparkSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    airflow: AirflowSettings = Field(default_factory=AirflowSettings)
 
     @property
     def registry_uri(self) -> str:

@@ -1,0 +1,208 @@
+"""The steps the CLI, the spark-submit jobs and the Airflow DAGs run: one library, three callers.
+
+* :func:`run_range` - compute, validate (Great Expectations gate), commit and record statistics
+  for ``ds`` in ``start..end`` in one Spark application: ``skewless run`` / ``backfill``,
+  ``jobs/run_view.py`` / ``jobs/backfill_view.py`` and the ``skewless__backfill`` DAG.
+* The nightly DAG's tasks, each idempotent per ``ds``: :func:`compute_task` stages the rows and
+  returns the :class:`~skewless.offline.jobs.StagedRun` as JSON (the XCom); :func:`validate_task`
+  audits the staged rows and discards them on failure; :func:`commit_task` publishes them;
+  :func:`materialize_task` writes the committed partition to Redis; :func:`stats_task` records
+  statistics and drift. Rerunning the DAG run from ``compute`` recomputes and replaces the
+  partition; a failed ``validate`` leaves nothing staged, so it is cleared together with
+  ``compute``.
+
+Task functions load the settings (``SKEWLESS_CONF``) and the deployed registry when they run,
+not when a DAG file is parsed, and return JSON-compatible dicts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from skewless.errors import RegistryError, SkewlessError
+from skewless.manifest import Manifest
+from skewless.runtime.settings import Settings, is_remote, join_uri, load_settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from skewless.offline.jobs import RunResult, StagedRun
+    from skewless.validate.gate import ValidationReport
+    from skewless.validate.stats import StatsResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RangeRun:
+    run: RunResult
+    validation: ValidationReport | None
+    stats: StatsResult | None
+
+
+def run_range(
+    spark: SparkSession,
+    settings: Settings,
+    manifest: Manifest,
+    view_name: str,
+    start: date,
+    end: date | None = None,
+    *,
+    validate: bool = True,
+    stats: bool = True,
+    raise_on_drift: bool = True,
+) -> RangeRun:
+    """Compute, audit and commit ``start..end`` (nothing committed if the audit fails), then stats."""
+    from skewless.offline.jobs import run_view
+    from skewless.validate.gate import validate_rows
+    from skewless.validate.stats import record_stats
+
+    end = end or start
+    reports: list[ValidationReport] = []
+
+    def gate(rows: Any, view: Any) -> None:
+        reports.append(validate_rows(rows, view, settings, start, end))
+
+    result = run_view(spark, settings, manifest, view_name, start, end, gate=gate if validate else None)
+    recorded = None
+    if stats:
+        recorded = record_stats(
+            spark, settings, manifest.view(view_name), start, end, raise_on_drift=raise_on_drift
+        )
+    return RangeRun(result, reports[0] if reports else None, recorded)
+
+
+# --- DAG tasks ------------------------------------------------------------------------------
+
+
+def deployment(settings: Settings | None = None) -> tuple[Settings, Manifest]:
+    """The settings (``SKEWLESS_CONF`` or conf/local.yaml) and the deployed registry."""
+    from skewless.registry import require_registry
+
+    settings = settings or load_settings()
+    return settings, require_registry(settings.registry_uri)
+
+
+def spark_session(settings: Settings, app_name: str) -> SparkSession:
+    """The process's active session (tests, a local worker running several tasks) or a new one."""
+    from skewless.runtime.spark import get_spark
+
+    return get_spark(settings, app_name=app_name)
+
+
+def compute_task(view: str, start: date, end: date | None = None, *, settings: Settings | None = None) -> str:
+    """Stage ``view`` for ``start..end``; returns the StagedRun JSON for the next tasks."""
+    from skewless.offline.jobs import compute_view
+
+    settings, manifest = deployment(settings)
+    spark = spark_session(settings, f"skewless-compute-{view}")
+    staged = compute_view(spark, settings, manifest, view, start, end or start)
+    log.info("%s: staged ds %s..%s (%d rows)", view, staged.start, staged.end, staged.rows)
+    return staged.to_json()
+
+
+def _staged(text: str) -> StagedRun:
+    from skewless.offline.jobs import StagedRun
+
+    staged = StagedRun.from_json(text)
+    for part in (staged.staged_rows, staged.staged_tiles):
+        if part is not None and not is_remote(part.path) and not Path(part.path).is_dir():
+            raise SkewlessError(
+                f"{staged.view}: the staged rows of ds {staged.start}..{staged.end} are gone ({part.path}): "
+                "they were discarded after a failed validation or already committed; rerun from compute"
+            )
+    return staged
+
+
+def validate_task(staged_json: str, *, settings: Settings | None = None) -> str:
+    """Audit the staged rows; on failure discard them and raise ValidationFailed. Returns the input."""
+    from skewless.offline.jobs import discard_view, staged_rows
+    from skewless.validate.gate import validate_rows
+
+    settings, manifest = deployment(settings)
+    staged = _staged(staged_json)
+    spark = spark_session(settings, f"skewless-validate-{staged.view}")
+    if staged.registry_hash != manifest.registry_hash:
+        discard_view(spark, staged)
+        raise RegistryError(
+            f"{staged.view}: the registry changed since ds {staged.start}..{staged.end} was computed; "
+            "rerun from compute"
+        )
+    try:
+        validate_rows(
+            staged_rows(spark, staged), manifest.view(staged.view), settings, staged.start, staged.end
+        )
+    except BaseException:
+        discard_view(spark, staged)
+        raise
+    return staged_json
+
+
+def commit_task(staged_json: str, *, settings: Settings | None = None) -> dict[str, Any]:
+    from skewless.offline.jobs import commit_view
+
+    settings, _ = deployment(settings)
+    staged = _staged(staged_json)
+    result = commit_view(spark_session(settings, f"skewless-commit-{staged.view}"), staged)
+    return _jsonable(asdict(result))
+
+
+def materialize_task(
+    view: str, start: date, end: date | None = None, *, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Publish the committed partitions to Redis (refused while a ds is not available yet)."""
+    from skewless.online.materialize import materialize
+
+    settings, manifest = deployment(settings)
+    spark = spark_session(settings, f"skewless-materialize-{view}")
+    result = materialize(spark, settings, manifest, view, start, end or start)
+    if result.days_without_rows:
+        log.warning("%s: no committed rows for ds %s", view, ", ".join(map(str, result.days_without_rows)))
+    return _jsonable(asdict(result))
+
+
+def stats_task(
+    view: str, start: date, end: date | None = None, *, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Record statistics and drift of the committed partitions (DriftDetected past the fail level)."""
+    from skewless.validate.stats import record_stats
+
+    settings, manifest = deployment(settings)
+    spark = spark_session(settings, f"skewless-stats-{view}")
+    result = record_stats(spark, settings, manifest.view(view), start, end or start)
+    return {
+        "view": view,
+        "start": str(result.start),
+        "end": str(result.end),
+        "stats_version": result.table_version,
+        "features": len({s.feature for s in result.stats}),
+        "drift_warnings": [f"{s.ds} {s.feature} PSI {s.psi:.4f}" for s in result.with_status("warn")],
+    }
+
+
+def backfill_task(view: str, start: date, end: date, *, settings: Settings | None = None) -> dict[str, Any]:
+    """Compute, validate and commit ``start..end`` in one Spark job, then record statistics."""
+    settings, manifest = deployment(settings)
+    spark = spark_session(settings, f"skewless-backfill-{view}")
+    done = run_range(spark, settings, manifest, view, start, end)
+    return _jsonable(asdict(done.run))
+
+
+def handoff_uri(settings: Settings, view: str, start: date, end: date) -> str:
+    """Where spark-submit tasks pass the StagedRun JSON on (they have no XCom)."""
+    return join_uri(settings.offline_root, f"_runs/{view}/{start}_{end}.staged.json")
+
+
+def _jsonable(body: dict[str, Any]) -> dict[str, Any]:
+    def convert(value: Any) -> Any:
+        if isinstance(value, date):
+            return value.isoformat()
+        if isinstance(value, list | tuple):
+            return [convert(v) for v in value]
+        return value
+
+    return {key: convert(value) for key, value in body.items()}
