@@ -236,7 +236,7 @@ def test_tombstones_remove_values_and_block_resurrection(
     ]
     raw = redis.Redis.from_url(redis_url).get(ViewCodec(view).entity_key([1]))
     assert raw is not None
-    assert len(raw) == 17
+    assert len(raw) == 22
     assert decode(raw).values is None
 
 
@@ -343,3 +343,15 @@ def test_materialize_refuses_a_ds_not_available_yet(online: tuple[Settings, Mani
             date(2024, 3, 1),
             now=datetime(2024, 3, 1, 23, 59, 59, tzinfo=UTC),
         )
+
+
+def test_a_foreign_value_under_a_skewless_key_is_a_clear_error(
+    online: tuple[Settings, Manifest], redis_url: str
+) -> None:
+    settings, manifest = online
+    redis.Redis.from_url(redis_url).set(ViewCodec(manifest.view("customer_stats")).entity_key([1]), b"hello")
+    with (
+        OnlineClient(settings, manifest) as client,
+        pytest.raises(OnlineStoreError, match="customer_stats: a stored value is unreadable"),
+    ):
+        client.get_online_features([{"customer_id": 1}], features=["customer_stats:total"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped]
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,7 +14,6 @@ from skewless.errors import EntityError, OnlineStoreError
 from skewless.manifest import FeatureSpec, JoinKey, SourceSpec, ViewSpec
 from skewless.online.encoding import (
     FORMAT_TOMBSTONE,
-    HEADER,
     ViewCodec,
     decode,
     escape_key_part,
@@ -119,29 +119,54 @@ def test_special_values_round_trip() -> None:
     assert same(stored.values[1], odd_nan)
 
 
-def test_tombstone_is_a_header_only() -> None:
-    raw = ViewCodec.tombstone(123, 456)
-    assert len(raw) == HEADER.size == 17
-    assert raw[0] == FORMAT_TOMBSTONE
+def test_tombstone_is_a_three_element_array() -> None:
+    raw = ViewCodec.tombstone(123, -(2**63))
+    assert len(raw) == 22
+    assert msgpack.unpackb(raw) == [FORMAT_TOMBSTONE, 123, -(2**63)]
     stored = decode(raw)
-    assert (stored.feature_ts_us, stored.created_ts_us, stored.values) == (123, 456, None)
+    assert (stored.feature_ts_us, stored.created_ts_us, stored.values) == (123, -(2**63), None)
 
 
 def test_value_layout_is_documented_bytes() -> None:
     """The layout of docs/online-store.md, byte by byte."""
-    view = make_view([("id", "string")], [("n", "int64"), ("x", "float64")])
+    features = [("n", "int64"), ("x", "float64")]
+    view = make_view([("id", "string")], features)
     raw = ViewCodec(view).encode(1_700_000_000_000_000, 1_700_000_000_000_001, [7, None])
-    assert raw[0] == 1
-    assert struct.unpack(">qq", raw[1:17]) == (1_700_000_000_000_000, 1_700_000_000_000_001)
-    assert raw[17:25] == layout_id([("n", "int64"), ("x", "float64")])
-    assert raw[25:] == bytes([0x92, 0x07, 0xC0])  # msgpack [7, nil]
+    assert raw[0] == 0xDC
+    assert struct.unpack(">H", raw[1:3]) == (6,)
+    assert raw[3] == 1
+    assert raw[4] == raw[13] == 0xD3
+    assert struct.unpack(">q", raw[5:13]) == (1_700_000_000_000_000,)
+    assert struct.unpack(">q", raw[14:22]) == (1_700_000_000_000_001,)
+    assert raw[22:24] == bytes([0xC4, 0x08])
+    assert raw[24:32] == layout_id(features)
+    assert raw[32:] == bytes([0x07, 0xC0])  # 7, nil
+    assert msgpack.unpackb(raw) == [
+        1,
+        1_700_000_000_000_000,
+        1_700_000_000_000_001,
+        layout_id(features),
+        7,
+        None,
+    ]
+
+
+@pytest.mark.parametrize("count", [1, 15, 16, 300])
+def test_any_number_of_features(count: int) -> None:
+    view = make_view([("id", "string")], [(f"f{i}", "int64") for i in range(count)])
+    values = list(range(count))
+    raw = ViewCodec(view).encode(5, 6, values)
+    assert decode(raw).values == values
+    assert struct.unpack(">H", raw[1:3]) == (count + 4,)
 
 
 def test_decode_rejects_foreign_values() -> None:
-    with pytest.raises(OnlineStoreError, match="too short"):
-        decode(b"abc")
+    with pytest.raises(OnlineStoreError, match="unreadable online value"):
+        decode(b"\xc1")
+    with pytest.raises(OnlineStoreError, match="not a skewless value array"):
+        decode(msgpack.packb("hello"))
     with pytest.raises(OnlineStoreError, match="unknown format 9"):
-        decode(bytes([9]) + bytes(30))
+        decode(msgpack.packb([9, 1, 2, b"12345678"]))
 
 
 @given(st.lists(TEXT, min_size=1, max_size=3), st.lists(TEXT, min_size=1, max_size=3))

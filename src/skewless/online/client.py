@@ -22,23 +22,23 @@ from operator import add, itemgetter
 from typing import TYPE_CHECKING, Any, cast
 
 import msgpack  # type: ignore[import-untyped]
+from hiredis import pack_command
 
 from skewless.errors import EntityError, OnlineStoreError, SkewlessError, UnknownObjectError
 from skewless.manifest import FeatureRef, Manifest
 from skewless.online.encoding import (
+    FEATURES_AT,
     FORMAT_TOMBSTONE,
     FORMAT_VALUES,
-    HEADER,
     INT64_MAX,
     INT64_MIN,
-    PAYLOAD_OFFSET,
     ViewCodec,
     entity_key_part,
     escape_key_part,
     layout_key,
     parse_layout_document,
 )
-from skewless.online.redis_store import connect, describe_error
+from skewless.online.redis_store import connect, describe_error, round_trip
 from skewless.runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ class _ViewRead:
     @cached_property
     def getter(self) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
         """Picks the requested values out of a decoded value list, as a tuple."""
-        indices = [index for _, index in self.pairs]
+        indices = [FEATURES_AT + index for _, index in self.pairs]
         if len(indices) == 1:
             only = indices[0]
             return lambda values: (values[only],)
@@ -259,44 +259,53 @@ class OnlineClient:
         return results
 
     def _decode(self, read: _ViewRead, raws: list[bytes | None], now_us: int) -> list[tuple[Any, ...]]:
-        """The requested values of each stored value, or nulls when absent, dead or a tombstone (hot loop)."""
+        """The requested values of each stored value, or nulls when absent, dead or a tombstone (hot loop).
+
+        A value is ``[format, feature_ts, created_ts, layout_id, *features]`` (one ``unpackb``).
+        """
         getter, nulls = read.getter, read.nulls
-        ttl_us, layout = read.codec.ttl_us, read.codec.layout_id
-        unpack_header, unpack_payload = HEADER.unpack_from, msgpack.unpackb
-        header_size = HEADER.size
+        layout, oldest = read.codec.layout_id, now_us - read.codec.ttl_us
+        unpack = msgpack.unpackb
         out: list[tuple[Any, ...]] = []
         append = out.append
-        for raw in raws:
-            if raw is None:
-                append(nulls)
-                continue
-            fmt, feature_ts, _ = unpack_header(raw)
-            if feature_ts > now_us or now_us > feature_ts + ttl_us:
-                append(nulls)
-                continue
-            if fmt != FORMAT_VALUES:
-                if fmt == FORMAT_TOMBSTONE:
+        try:
+            for raw in raws:
+                if raw is None:
                     append(nulls)
                     continue
-                raise OnlineStoreError(f"{read.codec.view_name}: stored value of unknown format {fmt}")
-            values = unpack_payload(raw[PAYLOAD_OFFSET:])
-            if not raw.startswith(layout, header_size):
-                values = self._remap(read.codec, raw[header_size:PAYLOAD_OFFSET], values)
-            append(getter(values))
+                items = unpack(raw)
+                if items[0] == FORMAT_VALUES and oldest <= items[1] <= now_us:
+                    if items[3] != layout:
+                        items = self._remap(read.codec, items)
+                    append(getter(items))
+                elif items[0] == FORMAT_TOMBSTONE or items[0] == FORMAT_VALUES:
+                    append(nulls)  # a tombstone, or a value not live at now
+                else:
+                    raise OnlineStoreError(
+                        f"{read.codec.view_name}: stored value of unknown format {items[0]}"
+                    )
+        except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException) as exc:
+            raise OnlineStoreError(
+                f"{read.codec.view_name}: a stored value is unreadable ({type(exc).__name__}: {exc})"
+            ) from None
         return out
 
     def _mget(self, keys: list[str]) -> list[bytes | None]:
         import redis
 
         try:
-            return cast("list[bytes | None]", self._redis.mget(keys))
+            # Packed by hiredis directly: redis-py would spend about a microsecond per key first.
+            return cast(
+                "list[bytes | None]", round_trip(self._redis, pack_command(cast(Any, ("MGET", *keys))), 1)[0]
+            )
         except redis.RedisError as exc:
             raise OnlineStoreError(describe_error(exc, self._url)) from None
 
-    def _remap(self, codec: ViewCodec, stored_layout: bytes, values: list[Any]) -> list[Any]:
-        """Values written under another feature layout of the same view version, in today's order."""
+    def _remap(self, codec: ViewCodec, items: list[Any]) -> list[Any]:
+        """A value written under another feature layout of the same view version, in today's order."""
         import redis
 
+        stored_layout = items[3]
         name = layout_key(codec.view_name, codec.version, stored_layout)
         layout = self._layouts.get(name)
         if layout is None:
@@ -311,15 +320,13 @@ class OnlineClient:
                 )
             layout = parse_layout_document(cast(bytes, raw))
             self._layouts[name] = layout
+        values = items[FEATURES_AT:]
         stored = {feature: (index, dtype) for index, (feature, dtype) in enumerate(layout)}
-        remapped: list[Any] = []
+        remapped = items[:FEATURES_AT]
         for feature, dtype in codec.features:
             found = stored.get(feature)
-            remapped.append(
-                values[found[0]]
-                if found is not None and found[1] == dtype and found[0] < len(values)
-                else None
-            )
+            ok = found is not None and found[1] == dtype and found[0] < len(values)
+            remapped.append(values[found[0]] if found is not None and ok else None)
         return remapped
 
 

@@ -7,12 +7,14 @@ byte by byte. In short:
   join keys in declared order. An int64 key is its decimal text; a string key is its UTF-8 text
   with ``%``, ``:``, ``{`` and ``}`` percent-escaped, so distinct entities never share a key and
   no entity value forms a Redis Cluster hash tag.
-* **Value**: a 17-byte header ``>Bqq`` = (format, feature_ts, created_ts), both timestamps in
-  microseconds since the Unix epoch (UTC). Format 1 (values) continues with the 8-byte id of the
-  feature layout and a MessagePack array of the feature values in layout order (int64 -> int,
-  float64 -> float64, string -> str, bool -> bool, null -> nil). Format 2 (tombstone) ends after
-  the header: the entity dropped out and reads as absent, but the stamp still stops a late
-  backfill of an older ``ds`` from bringing its value back.
+* **Value**: one MessagePack array ``[format, feature_ts, created_ts, layout_id, *features]``
+  whose first fields have a fixed width and so fixed byte offsets (array16 header, int64
+  timestamps in microseconds since the Unix epoch, UTC, an 8-byte bin layout id): one
+  ``unpackb`` decodes a value, and the write script reads the stamps at known offsets. Features
+  are in layout order (int64 -> int, float64 -> float64, string -> str, bool -> bool,
+  null -> nil). Format 2 (tombstone) is ``[2, feature_ts, created_ts]``: the entity dropped out
+  and reads as absent, but the stamp still stops a late backfill of an older ``ds`` from
+  bringing its value back.
 * **Layout** document, written once per materialization at ``sk-layout:<view>:<version>:<id hex>``:
   a MessagePack array of ``[name, dtype]`` pairs. A reader whose registry has the same layout id
   decodes positionally; otherwise it maps the stored values by name (a feature added to a view
@@ -25,7 +27,7 @@ import hashlib
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
@@ -36,12 +38,15 @@ KEY_PREFIX = "sk"
 LAYOUT_KEY_PREFIX = "sk-layout"
 FORMAT_VALUES = 1
 FORMAT_TOMBSTONE = 2
-HEADER = struct.Struct(">Bqq")
-"""format (uint8), feature_ts (int64 microseconds, UTC), created_ts (int64 microseconds, UTC)."""
 LAYOUT_ID_SIZE = 8
-VALUE_HEADER = struct.Struct(f">Bqq{LAYOUT_ID_SIZE}s")
-"""Header of a format-1 value: the common header followed by the layout id."""
-PAYLOAD_OFFSET = VALUE_HEADER.size
+VALUE_HEADER = struct.Struct(">BHBBqBqBB8s")
+"""array16 marker, element count, format (fixint), 0xd3 feature_ts, 0xd3 created_ts, 0xc4 0x08 layout id."""
+TOMBSTONE = struct.Struct(">BHBBqBq")
+"""array16 marker, 3, format 2, 0xd3 feature_ts, 0xd3 created_ts."""
+FEATURES_AT = 4
+"""Index of the first feature in a decoded value."""
+MAX_FEATURES = 65_535 - FEATURES_AT
+_ARRAY16, _INT64, _BIN8 = 0xDC, 0xD3, 0xC4
 MIN_TIMESTAMP_US = -(2**63)
 """Stands for a missing created_ts: older than any real one."""
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -124,22 +129,19 @@ class StoredValue:
 
 
 def decode(raw: bytes) -> StoredValue:
-    """Decode any stored value (values or tombstone)."""
-    if len(raw) < HEADER.size:
-        raise OnlineStoreError(f"online value too short ({len(raw)} bytes): not written by skewless")
-    fmt, feature_ts, created_ts = HEADER.unpack_from(raw)
-    if fmt == FORMAT_TOMBSTONE:
-        return StoredValue(feature_ts, created_ts, None, None)
-    if fmt != FORMAT_VALUES or len(raw) < PAYLOAD_OFFSET:
-        raise OnlineStoreError(f"online value has unknown format {fmt}: written by a newer skewless?")
-    layout = raw[HEADER.size : PAYLOAD_OFFSET]
+    """Decode any stored value (values or tombstone), checking its shape."""
     try:
-        values = msgpack.unpackb(memoryview(raw)[PAYLOAD_OFFSET:])
+        items = msgpack.unpackb(raw)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise OnlineStoreError(f"unreadable online value: {exc}") from None
-    if not isinstance(values, list):
-        raise OnlineStoreError("unreadable online value: payload is not an array")
-    return StoredValue(feature_ts, created_ts, layout, values)
+        raise OnlineStoreError(f"unreadable online value ({exc}): not written by skewless?") from None
+    if not isinstance(items, list) or len(items) < 3 or not all(type(i) is int for i in items[:3]):
+        raise OnlineStoreError("online value is not a skewless value array")
+    fmt, feature_ts, created_ts = items[:3]
+    if fmt == FORMAT_TOMBSTONE and len(items) == 3:
+        return StoredValue(feature_ts, created_ts, None, None)
+    if fmt != FORMAT_VALUES or len(items) < FEATURES_AT or not isinstance(items[3], bytes):
+        raise OnlineStoreError(f"online value has unknown format {fmt}: written by a newer skewless?")
+    return StoredValue(feature_ts, created_ts, items[3], items[FEATURES_AT:])
 
 
 class ViewCodec:
@@ -186,12 +188,31 @@ class ViewCodec:
 
     def encode(self, feature_ts_us: int, created_ts_us: int, values: Sequence[Any]) -> bytes:
         """A format-1 value; ``values`` in the view's feature order, already of the right types."""
-        header = VALUE_HEADER.pack(FORMAT_VALUES, feature_ts_us, created_ts_us, self.layout_id)
-        return header + cast(bytes, pack_payload(values))
+        return self.value_encoder()(feature_ts_us, created_ts_us, values)
+
+    def value_encoder(self) -> Callable[[int, int, Sequence[Any]], bytes]:
+        """``encode`` with everything constant for the view bound once (the materialization hot path)."""
+        count = len(self.features)
+        if count > MAX_FEATURES:
+            raise OnlineStoreError(f"view {self.view_name!r}: more than {MAX_FEATURES} features")
+        pack_header, pack = VALUE_HEADER.pack, pack_payload
+        layout = self.layout_id
+        # The features are packed as an array; its own header (1 byte up to 15 elements, else 3)
+        # is dropped since the value's array16 header counts them.
+        skip = 1 if count <= 15 else 3
+        total = count + FEATURES_AT
+
+        def encode(feature_ts_us: int, created_ts_us: int, values: Sequence[Any]) -> bytes:
+            header = pack_header(
+                _ARRAY16, total, FORMAT_VALUES, _INT64, feature_ts_us, _INT64, created_ts_us, _BIN8, 8, layout
+            )
+            return header + pack(values)[skip:]  # type: ignore[no-any-return]
+
+        return encode
 
     @staticmethod
     def tombstone(feature_ts_us: int, created_ts_us: int) -> bytes:
-        return HEADER.pack(FORMAT_TOMBSTONE, feature_ts_us, created_ts_us)
+        return TOMBSTONE.pack(_ARRAY16, 3, FORMAT_TOMBSTONE, _INT64, feature_ts_us, _INT64, created_ts_us)
 
     def expire_at_ms(self, feature_ts_us: int) -> int:
         return expire_at_ms(feature_ts_us, self.ttl_us)

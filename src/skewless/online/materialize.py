@@ -22,13 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from skewless.errors import OnlineStoreError, PublishRefused, SkewlessError, TableError
 from skewless.manifest import Manifest, ViewSpec
 from skewless.online.encoding import (
-    FORMAT_TOMBSTONE,
-    FORMAT_VALUES,
-    HEADER,
     MIN_TIMESTAMP_US,
-    VALUE_HEADER,
     ViewCodec,
-    pack_payload,
 )
 from skewless.online.redis_store import MAX_BATCH, ScriptWriter, WriteCounts, connect, describe_error
 from skewless.runtime.settings import Settings
@@ -325,11 +320,9 @@ def write_rows(
     first_feature = len(codec.key_names) + 2
     n_features = len(codec.feature_names)
     ts_index = first_feature - 2
-    layout = codec.layout_id
     ttl_us = codec.ttl_us
-    pack_value = VALUE_HEADER.pack
-    pack_tombstone = HEADER.pack
-    packb = pack_payload
+    encode = codec.value_encoder()
+    tombstone = codec.tombstone
     counts = WriteCounts()
     rows_seen = tombstones = 0
     keys: list[str] = []
@@ -339,10 +332,10 @@ def write_rows(
         features = row[first_feature:]
         feature_ts, created_ts = row[ts_index], row[ts_index + 1]
         if features.count(None) == n_features:
-            values.append(pack_tombstone(FORMAT_TOMBSTONE, feature_ts, created_ts))
+            values.append(tombstone(feature_ts, created_ts))
             tombstones += 1
         else:
-            values.append(pack_value(FORMAT_VALUES, feature_ts, created_ts, layout) + packb(features))
+            values.append(encode(feature_ts, created_ts, features))
         keys.append(key_of(row))
         if len(keys) >= batch_size:
             rows_seen += len(keys)

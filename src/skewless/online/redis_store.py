@@ -34,8 +34,9 @@ BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 1.0
 
 # KEYS: the keys of the batch. ARGV[1]: the view's ttl in microseconds; ARGV[1 + i]: the value
-# (or tombstone) for KEYS[i], whose bytes 2..17 hold (feature_ts, created_ts) as big-endian int64
-# microseconds. Lua numbers are doubles: exact for microsecond timestamps up to the year 2255.
+# (or tombstone) for KEYS[i]: a MessagePack array whose feature_ts and created_ts are big-endian
+# int64 microseconds at bytes 6..13 and 15..22 (1-based; see skewless.online.encoding).
+# Lua numbers are doubles: exact for microsecond timestamps up to the year 2255.
 # The stored values are read with one MGET (a redis.call per key costs more than the rest of
 # the work for it); `current` tracks writes so a key repeated in the batch compares against the
 # value written before it. Returns {written, kept_newer, already_expired}.
@@ -49,7 +50,7 @@ for i = 1, #KEYS do current[KEYS[i]] = stored[i] end
 local written, kept, expired = 0, 0, 0
 for i = 1, #KEYS do
   local key, value = KEYS[i], ARGV[i + 1]
-  local ts, created = struct.unpack('>i8>i8', value, 2)
+  local ts, _, created = struct.unpack('>i8B>i8', value, 6)
   local last_us = ts + ttl_us
   local rest = last_us % 1000
   local expire_ms = (last_us - rest) / 1000
@@ -59,8 +60,8 @@ for i = 1, #KEYS do
   else
     local old = current[key]
     local newer = false
-    if old and #old >= 17 then
-      local sts, screated = struct.unpack('>i8>i8', old, 2)
+    if old and #old >= 22 then
+      local sts, _, screated = struct.unpack('>i8B>i8', old, 6)
       newer = sts > ts or (sts == ts and screated > created)
     end
     if newer then
@@ -204,19 +205,29 @@ class ScriptWriter:
         return total
 
     def _round_trip(self, packed: bytes, count: int) -> list[Any]:
-        import redis
+        return round_trip(self.client, packed, count)
 
-        pool = self.client.connection_pool
-        connection: Any = pool.get_connection()
 
-        def attempt() -> list[Any]:
-            connection.send_packed_command([packed], check_health=False)
-            return [connection.read_response() for _ in range(count)]
+def round_trip(client: redis.Redis, packed: bytes, count: int) -> list[Any]:
+    """Send already packed commands on one pooled connection and read their ``count`` replies.
 
-        try:
-            return list(connection.retry.call_with_retry(attempt, lambda _: connection.disconnect()))
-        except redis.RedisError:
-            connection.disconnect()  # replies may be left unread: never reuse this socket as is
-            raise
-        finally:
-            pool.release(connection)
+    Connection errors and timeouts disconnect and try again with the client's retry policy (the
+    commands must be idempotent); an error reply raises (and drops the connection, whose later
+    replies are unread).
+    """
+    import redis
+
+    pool = client.connection_pool
+    connection: Any = pool.get_connection()
+
+    def attempt() -> list[Any]:
+        connection.send_packed_command([packed], check_health=False)
+        return [connection.read_response() for _ in range(count)]
+
+    try:
+        return list(connection.retry.call_with_retry(attempt, lambda _: connection.disconnect()))
+    except redis.RedisError:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
