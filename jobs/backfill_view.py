@@ -1,4 +1,4 @@
-"""spark-submit entry point: compute and commit ds START..END of a view in one Spark job.
+"""spark-submit entry point: compute, validate and commit ds START..END of a view in one Spark job.
 
     spark-submit jobs/backfill_view.py --conf conf/cluster.yaml --view merchant_txn \
         --start 2024-01-01 --end 2024-03-01
@@ -14,13 +14,14 @@ from skewless.runtime.settings import Settings
 
 
 def body(args: argparse.Namespace, settings: Settings) -> str:
-    from skewless.offline.jobs import run_view
+    from skewless.orchestration import run_range
     from skewless.registry import require_registry
     from skewless.runtime.spark import get_spark
 
     manifest = require_registry(settings.registry_uri)
     spark = get_spark(settings, app_name=f"skewless-backfill-{args.view}")
-    result = run_view(spark, settings, manifest, args.view, args.start, args.end)
+    # Validated before the commit (nothing committed on failure), statistics after it.
+    result = run_range(spark, settings, manifest, args.view, args.start, args.end).run
     return (
         f"{result.view}: ds {result.start}..{result.end} committed ({result.rows} rows),"
         f" version {result.table_version}"

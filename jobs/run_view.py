@@ -1,4 +1,4 @@
-"""spark-submit entry point: compute and commit one ds of a view.
+"""spark-submit entry point: compute, validate and commit one ds of a view.
 
 spark-submit jobs/run_view.py --conf conf/cluster.yaml --view merchant_txn --ds 2024-03-01
 """
@@ -13,13 +13,14 @@ from skewless.runtime.settings import Settings
 
 
 def body(args: argparse.Namespace, settings: Settings) -> str:
-    from skewless.offline.jobs import run_view
+    from skewless.orchestration import run_range
     from skewless.registry import require_registry
     from skewless.runtime.spark import get_spark
 
     manifest = require_registry(settings.registry_uri)
     spark = get_spark(settings, app_name=f"skewless-run-{args.view}")
-    result = run_view(spark, settings, manifest, args.view, args.ds)
+    # Validated before the commit (nothing committed on failure), statistics after it.
+    result = run_range(spark, settings, manifest, args.view, args.ds).run
     return f"{result.view}: ds {result.start} committed ({result.rows} rows), version {result.table_version}"
 
 

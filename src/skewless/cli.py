@@ -150,14 +150,8 @@ def _echo_run(result: RunResult) -> None:
 @click.option("--ds", "ds", type=click.DateTime(["%Y-%m-%d"]), required=True, help="UTC date to compute.")
 @pass_context
 def run(context: Context, view: str, ds: datetime) -> int:
-    """Compute, check and commit one ds partition of VIEW."""
-    from skewless.offline.jobs import run_view
-    from skewless.runtime.spark import get_spark
-
-    manifest = _registry(context)
-    spark = get_spark(context.settings, app_name=f"skewless-run-{view}")
-    _echo_run(run_view(spark, context.settings, manifest, view, ds.date()))
-    return 0
+    """Compute, validate and commit one ds partition of VIEW, then record its statistics."""
+    return _run_range(context, view, ds, ds, "run")
 
 
 @cli.command()
@@ -166,13 +160,23 @@ def run(context: Context, view: str, ds: datetime) -> int:
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Last UTC date (inclusive).")
 @pass_context
 def backfill(context: Context, view: str, start: datetime, end: datetime) -> int:
-    """Compute and commit ds partitions START..END of VIEW in one Spark job."""
-    from skewless.offline.jobs import run_view
+    """Compute, validate and commit ds partitions START..END of VIEW in one Spark job, then statistics."""
+    return _run_range(context, view, start, end, "backfill")
+
+
+def _run_range(context: Context, view: str, start: datetime, end: datetime, command: str) -> int:
+    """Validation (Great Expectations) gates the commit; a failure commits nothing and keeps a report."""
+    from skewless.orchestration import run_range
     from skewless.runtime.spark import get_spark
 
     manifest = _registry(context)
-    spark = get_spark(context.settings, app_name=f"skewless-backfill-{view}")
-    _echo_run(run_view(spark, context.settings, manifest, view, start.date(), end.date()))
+    spark = get_spark(context.settings, app_name=f"skewless-{command}-{view}")
+    done = run_range(spark, context.settings, manifest, view, start.date(), end.date(), raise_on_drift=False)
+    _echo_run(done.run)
+    if done.stats is not None:
+        for item in done.stats.with_status("warn"):
+            click.echo(f"warning: {view} ds {item.ds}: {item.feature} drifted (PSI {item.psi:.4f})", err=True)
+        done.stats.raise_for_drift(context.settings.validation)
     return 0
 
 
