@@ -117,6 +117,13 @@ def test_get_online_errors(
     assert "Traceback" not in err
 
 
+def test_materialize_needs_one_date_or_a_range(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for args in ([], ["--ds", "2024-03-01", "--start", "2024-03-01"], ["--start", "2024-03-01"]):
+        code = main(["materialize", "spend", *args])
+        assert code == 2
+        assert "give either --ds DATE or both --start DATE and --end DATE" in capsys.readouterr().err
+
+
 def test_server_with_the_asgi_client(served: tuple[Settings, Manifest]) -> None:
     from starlette.testclient import TestClient
 

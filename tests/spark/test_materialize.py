@@ -18,6 +18,7 @@ import pyarrow as pa
 import pytest
 import redis
 
+from skewless.cli import main
 from skewless.errors import OnlineStoreError
 from skewless.manifest import Manifest
 from skewless.offline.delta import delta_tables
@@ -114,7 +115,9 @@ def point_in_time(rows: list[dict[str, Any]], features: list[str], moment: datet
     return {f: best[f] for f in features}
 
 
-def test_online_answers_equal_the_point_in_time_rule(spark: Any, tmp_path: Path, redis_url: str) -> None:
+def test_online_answers_equal_the_point_in_time_rule(
+    spark: Any, tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     now = datetime.now(UTC)
     last = (now - LAG).date() - timedelta(days=1)  # the latest ds available now
     days = days_between(last - timedelta(days=3), last)
@@ -133,7 +136,14 @@ def test_online_answers_equal_the_point_in_time_rule(spark: Any, tmp_path: Path,
     first = materialize(spark, settings, manifest, "spend", last, transport="arrow")
     assert first.written == first.rows > 0
     assert first.kept_newer == 0
-    backfill = [materialize(spark, settings, manifest, "spend", day) for day in days[:-1]]
+    backfill = [materialize(spark, settings, manifest, "spend", day) for day in days[1:-1]]
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(f"offline_root: {settings.offline_root}\nredis_url: {redis_url}\n")
+    code = main(["--conf", str(conf), "materialize", "spend", "--start", str(days[0]), "--end", str(days[0])])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"spend: published ds {days[0]}: " in out
+    assert "kept (newer in Redis)" in out
     assert sum(r.kept_newer for r in backfill) > 0
     assert all(r.days_without_rows == () for r in [first, *backfill])
 

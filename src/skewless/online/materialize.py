@@ -25,7 +25,14 @@ from skewless.online.encoding import (
     MIN_TIMESTAMP_US,
     ViewCodec,
 )
-from skewless.online.redis_store import MAX_BATCH, ScriptWriter, WriteCounts, connect, describe_error
+from skewless.online.redis_store import (
+    MAX_BATCH,
+    ScriptWriter,
+    WriteCounts,
+    connect,
+    describe_error,
+    env_password,
+)
 from skewless.runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -141,17 +148,18 @@ def materialize(
     if frame.rdd.getNumPartitions() < parallelism:
         frame = frame.repartition(parallelism)
 
+    password = env_password(settings.redis_url)
     context = spark.sparkContext
     context.setJobDescription(f"skewless materialize {view.name} {start}..{end} ({transport})")
     try:
         if transport == "arrow":
             stats = _write_with_arrow(
-                frame, ArrowPartitionWriter(settings.redis_url, view, batch_size, pipeline_depth)
+                frame, ArrowPartitionWriter(settings.redis_url, view, batch_size, pipeline_depth, password)
             )
         else:
             counters = tuple(context.accumulator(0) for _ in STATS)
             frame.foreachPartition(
-                PartitionWriter(settings.redis_url, view, batch_size, pipeline_depth, counters)
+                PartitionWriter(settings.redis_url, view, batch_size, pipeline_depth, password, counters)
             )
             stats = tuple(int(c.value) for c in counters)
     except Exception as exc:
@@ -255,9 +263,12 @@ class PartitionWriter:
         view: ViewSpec,
         batch_size: int,
         pipeline_depth: int,
+        password: str | None = None,
         counters: Sequence[Any] = (),
     ) -> None:
         self.url = url
+        self.password = password
+        """From the driver's environment, so executors on other machines need no secret of their own."""
         self.view = view
         self.batch_size = batch_size
         self.pipeline_depth = pipeline_depth
@@ -272,7 +283,7 @@ class PartitionWriter:
         import redis
 
         codec = ViewCodec(self.view)
-        client = connect(self.url)
+        client = connect(self.url, password=self.password)
         try:
             return write_rows(ScriptWriter(client), codec, rows, self.batch_size, self.pipeline_depth)
         except redis.RedisError as exc:

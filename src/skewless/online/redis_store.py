@@ -108,10 +108,19 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
-def connect(url: str, *, socket_timeout: float = SOCKET_TIMEOUT_S) -> redis.Redis:
+def env_password(url: str) -> str | None:
+    """The password from ``SKEWLESS_REDIS_PASSWORD``, when ``url`` has none of its own."""
+    password = os.environ.get(PASSWORD_ENV)
+    return password if password and urlsplit(url).password is None else None
+
+
+def connect(
+    url: str, *, password: str | None = None, socket_timeout: float = SOCKET_TIMEOUT_S
+) -> redis.Redis:
     """A client for ``url`` with timeouts and retries; raises :class:`OnlineStoreError` on a bad URL.
 
-    Query parameters of the URL (e.g. ``?socket_timeout=2``) override the defaults.
+    The password is the URL's, else ``password``, else ``SKEWLESS_REDIS_PASSWORD``. Query
+    parameters of the URL (e.g. ``?socket_timeout=2``) override the defaults.
     """
     import redis
     from redis.backoff import ExponentialWithJitterBackoff
@@ -130,7 +139,7 @@ def connect(url: str, *, socket_timeout: float = SOCKET_TIMEOUT_S) -> redis.Redi
         "health_check_interval": 30,
         "decode_responses": False,
     }
-    password = os.environ.get(PASSWORD_ENV)
+    password = password or env_password(url)
     if password and parts.password is None:
         options["password"] = password
     try:
