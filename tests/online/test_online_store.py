@@ -274,9 +274,15 @@ def test_bad_requests_are_clear_errors(online: tuple[Settings, Manifest]) -> Non
             client.get_online_features([{"customer_id": 1}], features=["ghost:x"])
         with pytest.raises(UnknownObjectError, match="unknown service 'ghost'"):
             client.get_online_features([{"customer_id": 1}], service="ghost")
-        with pytest.raises(UnknownObjectError, match="must look like 'view:feature'"):
+        with pytest.raises(SkewlessError, match="expected 'view:feature', got 'total'"):
             client.get_online_features([{"customer_id": 1}], features=["total"])
-        with pytest.raises(SkewlessError, match="either features or a service"):
+        with pytest.raises(SkewlessError, match="feature requested twice: customer_stats:total"):
+            client.get_online_features(
+                [{"customer_id": 1}], features=["customer_stats:total", "customer_stats:total"]
+            )
+        with pytest.raises(
+            SkewlessError, match="give exactly one of a feature service or a list of features"
+        ):
             client.get_online_features([{"customer_id": 1}])
         with pytest.raises(EntityError, match="entity row 1: missing join key 'customer_id'"):
             client.get_online_features([{"customer_id": 1}, {"id": 2}], features=["customer_stats:total"])
@@ -355,3 +361,21 @@ def test_a_foreign_value_under_a_skewless_key_is_a_clear_error(
         pytest.raises(OnlineStoreError, match="customer_stats: a stored value is unreadable"),
     ):
         client.get_online_features([{"customer_id": 1}], features=["customer_stats:total"])
+
+
+def test_columns_are_the_training_joins(online: tuple[Settings, Manifest]) -> None:
+    """Names and order come from skewless.pit.request, as in the training join: grouped by view."""
+    from skewless.pit import request
+
+    settings, manifest = online
+    features = [
+        "merchant_profile:n",
+        "customer_stats:score",
+        "merchant_profile:score",
+        "customer_stats:total",
+    ]
+    with OnlineClient(settings, manifest) as client:
+        answer = client.get_online_features([{"merchant_id": "m", "customer_id": 1}], features=features)[0]
+    training = request.output_columns(request.resolve(manifest, features=",".join(features)))
+    assert list(answer) == ["merchant_id", "customer_id", *training]
+    assert training == ["n", "merchant_profile__score", "customer_stats__score", "total"]

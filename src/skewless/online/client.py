@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 import msgpack  # type: ignore[import-untyped]
 from hiredis import pack_command
 
-from skewless.errors import EntityError, OnlineStoreError, SkewlessError, UnknownObjectError
+from skewless.errors import EntityError, OnlineStoreError, SkewlessError
 from skewless.manifest import FeatureRef, Manifest
 from skewless.online.encoding import (
     FEATURES_AT,
@@ -39,6 +39,7 @@ from skewless.online.encoding import (
     parse_layout_document,
 )
 from skewless.online.redis_store import connect, describe_error, round_trip
+from skewless.pit import request
 from skewless.runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -48,28 +49,18 @@ _NEEDS_ESCAPE = re.compile(r"[%:{}]").search
 
 
 def parse_feature_refs(text: str | Sequence[str | FeatureRef]) -> list[FeatureRef]:
-    """``"view:feature,view:feature"`` or a list of ``view:feature`` strings -> references."""
-    items = [part.strip() for part in text.split(",")] if isinstance(text, str) else list(text)
+    """``"view:feature,view:feature"`` or a list of ``view:feature`` strings (or references)."""
+    if isinstance(text, str):
+        return request.parse_feature_refs(text)
     refs = []
-    for item in items:
+    for item in text:
         if isinstance(item, FeatureRef):
             refs.append(item)
-            continue
-        if not isinstance(item, str):
-            raise UnknownObjectError(f"feature reference {item!r} must be a 'view:feature' string")
-        view, sep, feature = item.partition(":")
-        if not sep or not view or not feature:
-            raise UnknownObjectError(f"feature reference {item!r} must look like 'view:feature'")
-        refs.append(FeatureRef(view=view, feature=feature))
+        elif isinstance(item, str):
+            refs.extend(request.parse_feature_refs([item]))
+        else:
+            raise SkewlessError(f"expected 'view:feature', got {item!r}")
     return refs
-
-
-def output_columns(refs: Sequence[FeatureRef]) -> list[str]:
-    """``<feature>``, or ``<view>__<feature>`` for a name requested from two or more views."""
-    views_of: dict[str, set[str]] = {}
-    for ref in refs:
-        views_of.setdefault(ref.feature, set()).add(ref.view)
-    return [f"{ref.view}__{ref.feature}" if len(views_of[ref.feature]) > 1 else ref.feature for ref in refs]
 
 
 @dataclass(frozen=True)
@@ -102,23 +93,14 @@ class _ViewRead:
 
 @dataclass(frozen=True)
 class FeaturePlan:
-    """A resolved feature request: output columns in request order, grouped reads per view."""
+    """A resolved feature request: output columns (the training join's), reads grouped per view."""
 
-    refs: tuple[FeatureRef, ...]
     columns: tuple[str, ...]
     views: tuple[_ViewRead, ...]
 
     @cached_property
     def column_set(self) -> frozenset[str]:
         return frozenset(self.columns)
-
-    @cached_property
-    def reorder(self) -> Callable[[tuple[Any, ...]], tuple[Any, ...]] | None:
-        """Puts values grouped by view back in request order (None when they already are)."""
-        grouped = [column for read in self.views for column, _ in read.pairs]
-        if grouped == list(self.columns):
-            return None
-        return itemgetter(*[grouped.index(column) for column in self.columns])
 
     @property
     def key_names(self) -> tuple[str, ...]:
@@ -139,30 +121,23 @@ def resolve(
     features: str | Sequence[str | FeatureRef] | None = None,
     service: str | None = None,
 ) -> FeaturePlan:
-    """Check a request's features against the registry and plan its reads."""
-    if (features is None) == (service is None):
-        raise SkewlessError("give either features or a service, not both and not neither")
-    if service is not None:
-        refs = list(manifest.service(service).features)
-    else:
-        assert features is not None  # checked just above
-        refs = parse_feature_refs(features)
-    refs = list(dict.fromkeys(refs))  # a feature asked twice is served once
-    if not refs:
-        raise UnknownObjectError("no features requested")
-    columns = output_columns(refs)
-    by_view: dict[str, list[tuple[str, int]]] = {}
-    for ref, column in zip(refs, columns, strict=True):
-        view = manifest.view(ref.view)
-        view.feature(ref.feature)  # raises naming the view and the feature
-        by_view.setdefault(ref.view, []).append((column, view.feature_names.index(ref.feature)))
-    reads = []
-    for name, pairs in by_view.items():
-        view = manifest.view(name)
-        reads.append(
-            _ViewRead(ViewCodec(view), view.key_names, tuple(k.dtype for k in view.join_keys), tuple(pairs))
+    """Check a request's features against the registry and plan its reads.
+
+    The features, their checks and their column names and order come from
+    :func:`skewless.pit.request.resolve`, shared with the training join.
+    """
+    refs = None if features is None else parse_feature_refs(features)
+    requests = request.resolve(manifest, features=refs, service=service)
+    reads = tuple(
+        _ViewRead(
+            ViewCodec(r.view),
+            r.view.key_names,
+            tuple(k.dtype for k in r.view.join_keys),
+            tuple((f.column, r.view.feature_names.index(f.feature.name)) for f in r.features),
         )
-    return FeaturePlan(tuple(refs), tuple(columns), tuple(reads))
+        for r in requests
+    )
+    return FeaturePlan(tuple(request.output_columns(requests)), reads)
 
 
 def now_micros(now: datetime | None) -> int:
@@ -229,7 +204,7 @@ class OnlineClient:
         service: str | None = None,
         now: datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """One dict per entity row: the row's own fields, then the feature columns in request order."""
+        """One dict per entity row: the row's own fields, then the feature columns (training-join order)."""
         plan = self.plan(features, service)
         now_us = now_micros(now)
         rows = entity_rows if isinstance(entity_rows, list) else list(entity_rows)
@@ -241,15 +216,13 @@ class OnlineClient:
             keys += _view_keys(read, rows)
         raws = self._mget(keys)
         count = len(rows)
-        # Per view, one tuple of requested values per row; then joined row-wise in C (operator.add).
+        # Per view, one tuple of requested values per row; then joined row-wise in C (operator.add):
+        # the columns are grouped by view, in the training join's order.
         combined: list[tuple[Any, ...]] | None = None
         for position, read in enumerate(plan.views):
             decoded = self._decode(read, raws[position * count : (position + 1) * count], now_us)
             combined = decoded if combined is None else list(map(add, combined, decoded))
         assert combined is not None  # a plan has at least one view
-        reorder = plan.reorder
-        if reorder is not None:
-            combined = list(map(reorder, combined))
         columns = plan.columns
         results = []
         for row, values in zip(rows, combined, strict=True):
