@@ -1,7 +1,8 @@
 """Materialization with real Spark and Redis: the consistency guarantee, and a Redis crash mid-run.
 
 DESIGN.md section 6: after materializing every ds with ``B(ds) + lag <= T``, the online answer for
-any entity equals the point-in-time answer over the offline table at ``T``.
+any entity equals the training join's answer for a spine row at ``T`` (checked against both the
+real join and a row-by-row reading of the rule).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from skewless.offline.schemas import view_schema
 from skewless.online.client import OnlineClient
 from skewless.online.local_redis import LocalRedis
 from skewless.online.materialize import materialize
+from skewless.pit import request
+from skewless.pit.training_set import point_in_time as training_join
 from skewless.runtime.settings import Settings
 from tests.helpers import deploy, write_parquet
 from tests.online.trees import TREE as SNAPSHOT_TREE
@@ -160,13 +163,25 @@ def test_online_answers_equal_the_point_in_time_rule(
     refs = [f"spend:{f}" for f in features]
     latest_ts = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=UTC) + LAG
     entities = [{"merchant_id": m} for m in [*sorted(by_entity), "never-seen"]]
+    moments = (now, latest_ts, latest_ts + TTL, latest_ts + TTL + timedelta(microseconds=1))
+    # The training join itself, for a spine of every entity at every moment.
+    requests = request.resolve(manifest, features=",".join(refs))
+    spine = spark.createDataFrame(
+        [(e["merchant_id"], moment) for moment in moments for e in entities],
+        "merchant_id string, event_timestamp timestamp",
+    )
+    joined, _, _ = training_join(spark, settings, manifest, spine, requests, "event_timestamp")
+    training = {(r["merchant_id"], r["event_timestamp"]): r.asDict() for r in joined.collect()}
+    assert len(training) == len(moments) * len(entities)
     with OnlineClient(settings, manifest) as client:
-        for moment in (now, latest_ts, latest_ts + TTL, latest_ts + TTL + timedelta(microseconds=1)):
+        for moment in moments:
             answers = client.get_online_features(entities, features=refs, now=moment)
             for entity, answer in zip(entities, answers, strict=True):
                 want = point_in_time(by_entity.get(entity["merchant_id"], []), features, moment)
                 got = {f: answer[f] for f in features}
                 assert all(same(got[f], want[f]) for f in features), (moment, entity, got, want)
+                joined_row = training[(entity["merchant_id"], moment.replace(tzinfo=None))]
+                assert all(same(got[f], joined_row[f]) for f in features), (moment, entity, got, joined_row)
         answers = client.get_online_features(entities, features=refs)
     assert {a["merchant_id"] for a in answers if a["n_1d"] is not None} >= {"late", "nan"}
     assert all(a["n_1d"] is None for a in answers if a["merchant_id"] in ("dropout", "never-seen"))
