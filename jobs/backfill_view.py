@@ -21,7 +21,8 @@ def body(args: argparse.Namespace, settings: Settings) -> str:
     manifest = require_registry(settings.registry_uri)
     spark = get_spark(settings, app_name=f"skewless-backfill-{args.view}")
     # Validated before the commit (nothing committed on failure), statistics after it.
-    result = run_range(spark, settings, manifest, args.view, args.start, args.end).run
+    stats = not args.no_stats
+    result = run_range(spark, settings, manifest, args.view, args.start, args.end, stats=stats).run
     return (
         f"{result.view}: ds {result.start}..{result.end} committed ({result.rows} rows),"
         f" version {result.table_version}"
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--view", required=True)
     parser.add_argument("--start", required=True, type=parse_date)
     parser.add_argument("--end", required=True, type=parse_date)
+    parser.add_argument("--no-stats", action="store_true", help="skip statistics (a later task records them)")
     return run_job(parser, body, argv)
 
 

@@ -185,10 +185,10 @@ def stats_task(
 
 
 def backfill_task(view: str, start: date, end: date, *, settings: Settings | None = None) -> dict[str, Any]:
-    """Compute, validate and commit ``start..end`` in one Spark job, then record statistics."""
+    """Compute, validate and commit ``start..end`` in one Spark job (statistics are a later task)."""
     settings, manifest = deployment(settings)
     spark = spark_session(settings, f"skewless-backfill-{view}")
-    done = run_range(spark, settings, manifest, view, start, end)
+    done = run_range(spark, settings, manifest, view, start, end, stats=False)
     return _jsonable(asdict(done.run))
 
 

@@ -138,7 +138,7 @@ def test_importing_the_suite_imports_neither_spark_nor_great_expectations(tmp_pa
 
     code = (
         "import sys, skewless.validate.suite, skewless.validate.psi, skewless.validate.gate, "
-        "skewless.validate.stats, skewless.orchestration\n"
+        "skewless.validate.stats, skewless.orchestration, skewless.dag_factory\n"
         "print(sorted(m for m in ('pyspark', 'great_expectations', 'airflow') if m in sys.modules))"
     )
     out = subprocess.run(

@@ -44,6 +44,8 @@ class ValidationSettings(BaseModel):
     """The reference window: this many ``ds`` partitions before the one checked."""
     drift_bins: int = Field(default=10, ge=2, le=100)
     """Bins per feature (edges at the reference window's quantiles, shared by both sides)."""
+    drift_min_values: int = Field(default=100, ge=1)
+    """Fewer non-null values than this on either side: PSI is recorded but neither warns nor fails."""
 
 
 class AirflowSettings(BaseModel):

@@ -18,7 +18,7 @@ from typing import Literal
 
 EPSILON = 1e-4
 
-DriftStatus = Literal["ok", "warn", "fail", "no_reference", "no_values"]
+DriftStatus = Literal["ok", "warn", "fail", "no_reference", "no_values", "too_few_values"]
 
 
 def quantile_levels(bins: int) -> list[float]:

@@ -9,7 +9,8 @@ rerunning a ``ds`` replaces its rows):
   over the non-null values;
 * drift: the PSI (:mod:`skewless.validate.psi`) of each numeric feature's non-null values on
   the partition against the previous ``validation.drift_reference_days`` partitions, binned at
-  the reference window's quantiles. ``drift_psi_warn`` logs a warning; ``drift_psi_fail`` raises
+  the reference window's quantiles (alerts need ``drift_min_values`` values on both sides).
+  ``drift_psi_warn`` logs a warning; ``drift_psi_fail`` raises
   :class:`~skewless.errors.DriftDetected` after the statistics are written (the partition is
   already committed: drift is an alert, not a gate).
 
@@ -59,7 +60,8 @@ class FeatureStats:
     p99: float | None = None
     psi: float | None = None
     drift_status: str | None = None
-    """``ok``, ``warn``, ``fail``, ``no_reference``, ``no_values``; None for non-numeric features."""
+    """``ok``, ``warn``, ``fail``, ``no_reference``, ``no_values``, ``too_few_values`` (fewer than
+    ``drift_min_values`` on a side: PSI kept, no alert); None for non-numeric features."""
     reference_days: int | None = None
     reference_values: int | None = None
 
@@ -297,6 +299,8 @@ def _status(stats: FeatureStats, found: Drift | None, config: ValidationSettings
         return "no_values"
     if found is None or found.psi is None:
         return "no_reference"
+    if min(stats.non_null, found.reference_values) < config.drift_min_values:
+        return "too_few_values"
     return classify(found.psi, config.drift_psi_warn, config.drift_psi_fail)
 
 

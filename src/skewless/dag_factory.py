@@ -1,0 +1,243 @@
+"""Airflow DAGs built from the deployed registry (``dags/skewless_dags.py`` calls :func:`build_dags`).
+
+Per view, ``skewless__<view>``: nightly (``@daily`` data intervals in UTC, catchup, one active
+run), tasks ``compute -> validate -> commit -> materialize -> stats`` for ``ds`` = the run's
+``data_interval_start`` date. A manual ``skewless__backfill`` (params ``view``, ``start``,
+``end``) runs one Spark job for the range (compute, validate, commit), then publishes it to Redis
+and records its statistics, like the nightly DAG (a drift alert never holds back publishing).
+
+The task bodies are :mod:`skewless.orchestration` functions (the ones the CLI uses). Building
+the DAGs reads the settings and the registry JSON only: no YAML, no Spark, no Great
+Expectations. With no registry deployed there are no DAGs. With ``spark.submit: true`` each task
+is a ``SparkSubmitOperator`` running ``jobs/view_task.py`` (or ``jobs/backfill_view.py``), the
+steps handing the staged run on through a small JSON file under ``offline_root`` instead of XCom.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from skewless.manifest import Manifest, ViewSpec
+from skewless.runtime.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+DAG_PREFIX = "skewless__"
+BACKFILL_DAG_ID = "skewless__backfill"
+NIGHTLY_TASKS = ("compute", "validate", "commit", "materialize", "stats")
+DS_TEMPLATE = "{{ data_interval_start.strftime('%Y-%m-%d') }}"
+
+
+def dag_id(view: str) -> str:
+    return f"{DAG_PREFIX}{view}"
+
+
+def default_start_date(today: date | None = None) -> datetime:
+    """Yesterday (UTC): a fresh deployment runs the latest complete day; history is a backfill."""
+    today = today or datetime.now(UTC).date()
+    return datetime.combine(today - timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def build_dags(
+    settings: Settings | None = None,
+    manifest: Manifest | None = None,
+    *,
+    jobs_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, DAG]:
+    """One nightly DAG per view plus the backfill DAG, keyed by dag_id (empty without a registry)."""
+    from skewless.registry import read_registry
+
+    settings = settings or load_settings()
+    if manifest is None:
+        manifest = read_registry(settings.registry_uri)
+    if manifest is None or not manifest.views:
+        return {}
+    folder = settings.airflow.jobs_dir or jobs_dir or Path(__file__).resolve().parents[2] / "jobs"
+    builder = _Builder(settings, manifest, Path(folder))
+    dags = {dag_id(name): builder.nightly(manifest.views[name]) for name in sorted(manifest.views)}
+    dags[BACKFILL_DAG_ID] = builder.backfill()
+    return dags
+
+
+def _date(text: Any) -> date:
+    return text if isinstance(text, date) else date.fromisoformat(str(text))
+
+
+class _Builder:
+    def __init__(self, settings: Settings, manifest: Manifest, jobs_dir: Path) -> None:
+        self.settings = settings
+        self.manifest = manifest
+        self.jobs_dir = jobs_dir
+        configured = settings.airflow.start_date
+        self.start_date = (
+            datetime.combine(configured, time(0), tzinfo=UTC) if configured else default_start_date()
+        )
+
+    # --- nightly -------------------------------------------------------------------------------
+
+    def nightly(self, view: ViewSpec) -> DAG:
+        from airflow.sdk import DAG, CronDataIntervalTimetable
+
+        with DAG(
+            dag_id=dag_id(view.name),
+            description=f"skewless: compute, validate, commit, materialize and profile {view.name} nightly",
+            # Interval semantics: the run for [ds, ds+1) starts after ds+1 00:00 UTC with
+            # data_interval_start = ds (a bare "@daily" means a point-in-time trigger in Airflow 3).
+            schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+            start_date=self.start_date,
+            catchup=True,
+            max_active_runs=1,
+            default_args={"owner": "skewless", "retries": 0},
+            tags=["skewless", f"view:{view.name}"],
+            doc_md=(
+                f"View `{view.name}` v{view.version} ({view.kind}). Each run handles "
+                "ds = the data interval's start date. Clear a run from `compute` to recompute it."
+            ),
+        ) as dag:
+            if self.settings.spark.submit:
+                self._submit_tasks(view)
+            else:
+                self._local_tasks(view)
+        return dag
+
+    def _materialize_retry(self, view: ViewSpec) -> dict[str, Any]:
+        # With an availability lag the partition's values may not be publishable at midnight:
+        # materialize refuses (PublishRefused) and is retried after the lag.
+        if view.availability_lag_seconds <= 0:
+            return {}
+        delay = timedelta(seconds=max(300, view.availability_lag_seconds // 2))
+        return {"retries": 4, "retry_delay": delay}
+
+    def _local_tasks(self, view: ViewSpec) -> None:
+        from airflow.sdk import task
+
+        name = view.name
+
+        @task(task_id="compute")
+        def compute(day: str) -> str:
+            from skewless.orchestration import compute_task
+
+            return compute_task(name, _date(day))
+
+        @task(task_id="validate")
+        def validate(staged: Any) -> str:
+            from skewless.orchestration import validate_task
+
+            return validate_task(staged)
+
+        @task(task_id="commit")
+        def commit(staged: Any) -> dict[str, Any]:
+            from skewless.orchestration import commit_task
+
+            return commit_task(staged)
+
+        @task(task_id="materialize", **self._materialize_retry(view))
+        def materialize(day: str) -> dict[str, Any]:
+            from skewless.orchestration import materialize_task
+
+            return materialize_task(name, _date(day))
+
+        @task(task_id="stats")
+        def stats(day: str) -> dict[str, Any]:
+            from skewless.orchestration import stats_task
+
+            return stats_task(name, _date(day))
+
+        committed = commit(validate(compute(DS_TEMPLATE)))
+        published = materialize(DS_TEMPLATE)
+        committed >> published >> stats(DS_TEMPLATE)
+
+    def _spark_submit(self, task_id: str, application: str, args: list[str], **extra: Any) -> Any:
+        from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+        conf = os.environ.get("SKEWLESS_CONF")
+        return SparkSubmitOperator(
+            task_id=task_id,
+            application=str(self.jobs_dir / application),
+            application_args=[*args, *(["--conf", conf] if conf else [])],
+            conn_id=self.settings.airflow.spark_conn_id,
+            conf=dict(self.settings.spark.conf),
+            name=f"skewless-{task_id}",
+            **extra,
+        )
+
+    def _submit_tasks(self, view: ViewSpec) -> None:
+        def step(task_id: str, **extra: Any) -> Any:
+            args = ["--task", task_id, "--view", view.name, "--start", DS_TEMPLATE, "--end", DS_TEMPLATE]
+            return self._spark_submit(task_id, "view_task.py", args, **extra)
+
+        tasks = [
+            step(task_id, **(self._materialize_retry(view) if task_id == "materialize" else {}))
+            for task_id in NIGHTLY_TASKS
+        ]
+        for upstream, downstream in pairwise(tasks):
+            upstream >> downstream
+
+    # --- backfill ------------------------------------------------------------------------------
+
+    def backfill(self) -> DAG:
+        from airflow.sdk import DAG, Param
+
+        views = sorted(self.manifest.views)
+        with DAG(
+            dag_id=BACKFILL_DAG_ID,
+            description="skewless: backfill one view over a ds range in one Spark job, then publish it",
+            schedule=None,
+            start_date=self.start_date,
+            catchup=False,
+            default_args={"owner": "skewless", "retries": 0},
+            tags=["skewless", "backfill"],
+            params={
+                "view": Param(views[0], type="string", enum=views, description="View to backfill"),
+                "start": Param(type="string", format="date", description="First ds (YYYY-MM-DD)"),
+                "end": Param(type="string", format="date", description="Last ds, inclusive"),
+            },
+            doc_md="Compute, validate and commit ds `start..end` of `view` in one Spark job, "
+            "then materialize the range to Redis and record its statistics.",
+        ) as dag:
+            if self.settings.spark.submit:
+                args = [
+                    "--view",
+                    "{{ params.view }}",
+                    "--start",
+                    "{{ params.start }}",
+                    "--end",
+                    "{{ params.end }}",
+                ]
+                run = self._spark_submit("backfill", "backfill_view.py", [*args, "--no-stats"])
+                publish = self._spark_submit("materialize", "view_task.py", ["--task", "materialize", *args])
+                profile = self._spark_submit("stats", "view_task.py", ["--task", "stats", *args])
+                run >> publish >> profile
+            else:
+                self._local_backfill()
+        return dag
+
+    @staticmethod
+    def _local_backfill() -> None:
+        from airflow.sdk import task
+
+        @task(task_id="backfill")
+        def backfill(view: str, start: str, end: str) -> dict[str, Any]:
+            from skewless.orchestration import backfill_task
+
+            return backfill_task(view, _date(start), _date(end))
+
+        @task(task_id="materialize")
+        def materialize(view: str, start: str, end: str) -> dict[str, Any]:
+            from skewless.orchestration import materialize_task
+
+            return materialize_task(view, _date(start), _date(end))
+
+        @task(task_id="stats")
+        def stats(view: str, start: str, end: str) -> dict[str, Any]:
+            from skewless.orchestration import stats_task
+
+            return stats_task(view, _date(start), _date(end))
+
+        args = ("{{ params.view }}", "{{ params.start }}", "{{ params.end }}")
+        backfill(*args) >> materialize(*args) >> stats(*args)
