@@ -229,3 +229,58 @@ def test_statistics_and_drift_per_partition(spark: Any, tmp_path: Path) -> None:
     assert sorted(r["feature"] for r in again) == ["score", "segment"]
     assert {r["drift_status"] for r in again} == {"too_few_values", None}
     assert {r["psi"] for r in again} == {score["psi"], None}
+
+
+@pytest.mark.redis
+def test_cli_run_is_gated_and_submit_steps_hand_the_staged_run_on_through_a_file(
+    spark: Any, tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    from skewless.cli import main
+
+    settings, manifest = deploy(tmp_path, TREE)
+    raw = Path(settings.data_root) / "payments"
+    ok = {"account_id": "a", "amount": 10.0, "ts": _at(DAY)}
+    write_parquet(
+        raw, [ok, {"account_id": "a", "amount": 900.0, "ts": _at(DAY + timedelta(days=2))}], PAYMENTS
+    )
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(
+        f"defs: {settings.defs}\ndata_root: {settings.data_root}\noffline_root: {settings.offline_root}\n"
+        f"redis_url: {redis_url}\n"
+    )
+    uri = settings.table_uri(manifest.view("spend").table)
+
+    assert main(["--conf", str(conf), "run", "spend", "--ds", str(DAY)]) == 0
+    assert "spend: committed ds 2024-05-01 (1 rows)" in capsys.readouterr().out
+    assert main(["--conf", str(conf), "run", "spend", "--ds", "2024-05-03"]) == 1
+    err = capsys.readouterr().err
+    assert "error: view 'spend' ds 2024-05-03: 1 of 6 expectations failed" in err
+    assert table_version(uri) == 1
+
+    # jobs/view_task.py: the steps spark-submit runs one by one when spark.submit is true.
+    spec = importlib.util.spec_from_file_location(
+        "view_task", Path(__file__).parents[2] / "jobs" / "view_task.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+
+    def step(task: str, day: str) -> int:
+        return int(
+            job.main(["--conf", str(conf), "--task", task, "--view", "spend", "--start", day, "--end", day])
+        )
+
+    assert [step(t, "2024-05-02") for t in ("compute", "validate", "commit", "materialize", "stats")] == [
+        0
+    ] * 5
+    assert table_version(uri) == 2
+    handoff = Path(settings.offline_root) / "_runs" / "spend" / "2024-05-02_2024-05-02.staged.json"
+    assert json.loads(handoff.read_text())["view"] == "spend"
+    assert step("compute", "2024-05-03") == 0
+    assert step("validate", "2024-05-03") == 1
+    assert step("commit", "2024-05-03") == 1
+    assert "were discarded after a failed validation" in capsys.readouterr().err
+    assert table_version(uri) == 2
