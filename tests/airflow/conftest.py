@@ -29,14 +29,20 @@ os.environ["AIRFLOW__CORE__PARALLELISM"] = "2"
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
 
-@pytest.fixture(scope="session")
-def airflow_db() -> Iterator[Path]:
-    """A migrated metadata DB in the private AIRFLOW_HOME (about 6 s)."""
+@pytest.fixture(scope="session", autouse=True)
+def _airflow_home() -> Iterator[Path]:
+    """Removes the private AIRFLOW_HOME (Airflow writes airflow.cfg there on import) at the end."""
     HOME.mkdir(parents=True, exist_ok=True)
+    yield HOME
+    shutil.rmtree(HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db(_airflow_home: Path) -> Path:
+    """A migrated metadata DB in the private AIRFLOW_HOME (about 6 s)."""
     airflow = Path(sys.executable).parent / "airflow"
     done = subprocess.run(
         [str(airflow), "db", "migrate"], env=os.environ.copy(), capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    yield HOME
-    shutil.rmtree(HOME, ignore_errors=True)
+    return HOME
