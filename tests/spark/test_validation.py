@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from skewless.errors import DriftDetected, ValidationFailed
+from skewless.manifest import ExpectationSpec
 from skewless.offline.catalog import table_version
 from skewless.offline.jobs import run_view
 from skewless.offline.schemas import view_schema
@@ -161,6 +162,23 @@ def test_default_checks_catch_duplicates_null_keys_and_misdated_rows(spark: Any,
             "1 of 5 rows differ, e.g. feature_ts=2024-05-02 01:00:00 but ds + 1 day + 0s=2024-05-02 00:00:00"
         ),
     }
+
+    # Equal expectations (GE keeps one of them in a suite) still each get their result.
+    repeated = view.model_copy(
+        update={
+            "expectations": (
+                ExpectationSpec(feature="n_2d", not_null=True),
+                ExpectationSpec(feature="n_2d", max_null_fraction=0),
+                ExpectationSpec(feature="n_2d", not_null=True),
+            )
+        }
+    )
+    report = validate_rows(rows, repeated, settings, DAY, DAY, raise_on_failure=False)
+    assert [(r.check.origin, r.success) for r in report.results[3:]] == [
+        ("expectations[0]", True),
+        ("expectations[1]", True),
+        ("expectations[2]", True),
+    ]
 
     snapshot = manifest.view("scores")
     misdated = spark.createDataFrame(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from skewless.errors import ValidationFailed
+from skewless.errors import SkewlessError, ValidationFailed
 from skewless.manifest import ViewSpec
 from skewless.runtime.settings import Settings, join_uri
 from skewless.storage import write_text
@@ -158,6 +158,11 @@ def _expectation(check: Check) -> Any:
     raise AssertionError(f"unknown check kind {check.kind}")  # pragma: no cover
 
 
+def _identity(expectation: Any) -> tuple[str, dict[str, Any]]:
+    """What GE compares (with ``==``: ``mostly=1`` equals ``mostly=1.0``) to find one already in a suite."""
+    return expectation.expectation_type, expectation.dict(exclude={"id", "rendered_content", "notes", "meta"})
+
+
 def _shown(values: Sequence[Any]) -> str:
     return ", ".join(json.dumps(v, default=str) for v in values[:PARTIAL_UNEXPECTED])
 
@@ -208,8 +213,18 @@ def evaluate(
         asset = source.add_dataframe_asset(name=view.name)
         batch = asset.add_batch_definition_whole_dataframe("staged")
         suite = context.suites.add(gx.ExpectationSuite(name=f"{view.name}.v{view.version}"))
+        # A suite is set-like: GE drops an expectation equal to one already added (e.g. a
+        # declared `not_null` and `max_null_fraction: 0` of the same feature). Results come
+        # back in the order the distinct expectations were added.
+        distinct: list[tuple[str, dict[str, Any]]] = []
+        position = []
         for check in checks:
-            suite.add_expectation(_expectation(check))
+            expectation = _expectation(check)
+            key = _identity(expectation)
+            if key not in distinct:
+                distinct.append(key)
+                suite.add_expectation(expectation)
+            position.append(distinct.index(key))
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"{view.name}.staged", data=batch, suite=suite)
         )
@@ -222,9 +237,11 @@ def evaluate(
             )
         finally:
             frame.unpersist()
-    # GE keeps the suite's order in its results; match by position, check by type.
+    if len(outcome.results) != len(distinct):  # pragma: no cover - a GE behaviour change
+        raise SkewlessError(f"Great Expectations returned {len(outcome.results)} results for {len(distinct)}")
     results = []
-    for check, result in zip(checks, outcome.results, strict=True):
+    for check, index in zip(checks, position, strict=True):
+        result = outcome.results[index]
         body = json.loads(json.dumps(result.result or {}, default=str))
         info = result.exception_info or {}
         error = None
