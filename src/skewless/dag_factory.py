@@ -152,7 +152,7 @@ class _Builder:
         published = materialize(DS_TEMPLATE)
         committed >> published >> stats(DS_TEMPLATE)
 
-    def _spark_submit(self, task_id: str, application: str, args: list[str], **extra: Any) -> Any:
+    def _spark_submit(self, task_id: str, label: str, application: str, args: list[str], **extra: Any) -> Any:
         from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
         conf = os.environ.get("SKEWLESS_CONF")
@@ -162,14 +162,14 @@ class _Builder:
             application_args=[*args, *(["--conf", conf] if conf else [])],
             conn_id=self.settings.airflow.spark_conn_id,
             conf=dict(self.settings.spark.conf),
-            name=f"skewless-{task_id}",
+            name=f"skewless-{label}-{task_id}",
             **extra,
         )
 
     def _submit_tasks(self, view: ViewSpec) -> None:
         def step(task_id: str, **extra: Any) -> Any:
             args = ["--task", task_id, "--view", view.name, "--start", DS_TEMPLATE, "--end", DS_TEMPLATE]
-            return self._spark_submit(task_id, "view_task.py", args, **extra)
+            return self._spark_submit(task_id, view.name, "view_task.py", args, **extra)
 
         tasks = [
             step(task_id, **(self._materialize_retry(view) if task_id == "materialize" else {}))
@@ -209,9 +209,12 @@ class _Builder:
                     "--end",
                     "{{ params.end }}",
                 ]
-                run = self._spark_submit("backfill", "backfill_view.py", [*args, "--no-stats"])
-                publish = self._spark_submit("materialize", "view_task.py", ["--task", "materialize", *args])
-                profile = self._spark_submit("stats", "view_task.py", ["--task", "stats", *args])
+                view = "{{ params.view }}"
+                run = self._spark_submit("backfill", view, "backfill_view.py", [*args, "--no-stats"])
+                step = ("materialize", "stats")
+                publish, profile = (
+                    self._spark_submit(name, view, "view_task.py", ["--task", name, *args]) for name in step
+                )
                 run >> publish >> profile
             else:
                 self._local_backfill()

@@ -133,6 +133,7 @@ def test_spark_submit_mode_builds_the_same_graph_with_spark_submit_operators(tmp
         args = operator.application_args
         assert args[:4] == ["--task", task_id, "--view", "spend"]
         assert "{{ data_interval_start" in args[5]
+        assert operator.name == f"skewless-spend-{task_id}"
     assert _chain(nightly)[0] == ("commit", ["materialize"])
     backfill = dags["skewless__backfill"]
     run = backfill.get_task("backfill")
