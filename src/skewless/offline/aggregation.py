@@ -78,63 +78,55 @@ def tile_column(column: str, part: str) -> str:
     return f"{column}__{part}"
 
 
-def _sorted_values(column: str) -> Column:
-    from pyspark.sql import functions as F
-
-    return F.array_sort(F.collect_list(F.col(column)))  # collect_list skips nulls
-
-
-def _fold_sum(values: Column, dtype: str) -> Column:
-    from pyspark.sql import functions as F
-
-    zero = F.lit(0).cast("long") if dtype == "int64" else F.lit(0.0)
-    return F.aggregate(values, zero, lambda acc, x: acc + x)
-
-
-def _welford(values: Column) -> Column:
-    """(n, mean, m2) of a sorted array of values."""
-    from pyspark.sql import functions as F
-
-    start = F.struct(F.lit(0).cast("long").alias("n"), F.lit(0.0).alias("mean"), F.lit(0.0).alias("m2"))
-
-    def step(acc: Column, x: Column) -> Column:
-        n = acc["n"] + 1
-        value = x.cast("double")
-        delta = value - acc["mean"]
-        mean = acc["mean"] + delta / n
-        return F.struct(n.alias("n"), mean.alias("mean"), (acc["m2"] + delta * (value - mean)).alias("m2"))
-
-    return F.aggregate(values, start, step)
-
-
 def build_tiles(events: DataFrame, view: ViewSpec) -> DataFrame:
-    """Events (keys, ``_ts``, ``_day``, value columns) -> one tile per (entity, day), ``ds`` = day."""
+    """Events (keys, ``_ts``, ``_day``, value columns) -> one tile per (entity, day), ``ds`` = day.
+
+    Aggregates are window functions over each (entity, day) with an unbounded frame ordered by
+    every input column: the rows are added in one total order, so a float sum or mean has the
+    same bits however Spark split the input (a daily run and a backfill agree exactly).
+    """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     plan = TilePlan.of(view)
     dtypes = column_dtypes(view)
-    aggs: list[Column] = [F.count(F.lit(1)).alias(ROWS)]
+    group = [*view.key_names, DAY]
+    order = [F.col(TS), *[F.col(c).asc_nulls_first() for c in plan.value_columns]]
+    ordered = Window.partitionBy(*group).orderBy(*order)
+    whole = ordered.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+
+    tiles: list[Column] = [F.count(F.lit(1)).over(whole).alias(ROWS)]
     for column in sorted(plan.counts):
-        aggs.append(F.count(F.col(column)).alias(tile_column(column, "n")))
+        tiles.append(F.count(F.col(column)).over(whole).alias(tile_column(column, "n")))
     for column in sorted(plan.sums):
-        aggs.append(_fold_sum(_sorted_values(column), dtypes[column]).alias(tile_column(column, "sum")))
+        tiles.append(F.sum(F.col(column)).over(whole).alias(tile_column(column, "sum")))
     for column in sorted(plan.moments):
-        aggs.append(_welford(_sorted_values(column)).alias(tile_column(column, "moments")))
+        value = F.col(column).cast("double")
+        n = F.count(value).over(whole)
+        moments = F.struct(
+            n.alias("n"),
+            F.coalesce(F.avg(value).over(whole), F.lit(0.0)).alias("mean"),
+            F.coalesce(F.var_pop(value).over(whole) * n, F.lit(0.0)).alias("m2"),
+        )
+        tiles.append(moments.alias(tile_column(column, "moments")))
     for column in sorted(plan.minimums):
-        aggs.append(F.min(column).alias(tile_column(column, "min")))
+        tiles.append(F.min(column).over(whole).alias(tile_column(column, "min")))
     for column in sorted(plan.maximums):
-        aggs.append(F.max(column).alias(tile_column(column, "max")))
+        tiles.append(F.max(column).over(whole).alias(tile_column(column, "max")))
     for column in sorted(plan.lasts):
         # Latest event wins; ties on ts go to the largest value (struct ordering). Nulls ignored.
-        latest = F.when(
-            F.col(column).isNotNull(), F.struct(F.col(TS).alias("ts"), F.col(column).alias("value"))
-        )
-        aggs.append(F.max(latest).alias(tile_column(column, "last")))
+        event = F.struct(F.col(TS).alias("ts"), F.col(column).alias("value"))
+        latest = F.max(F.when(F.col(column).isNotNull(), event)).over(whole)
+        tiles.append(latest.alias(tile_column(column, "last")))
     for column in sorted(plan.sketches):
-        aggs.append(
-            F.hll_sketch_agg(_sketchable(F.col(column), dtypes[column])).alias(tile_column(column, "hll"))
-        )
-    return events.groupBy(*view.key_names, F.col(DAY).alias(TARGET)).agg(*aggs)
+        sketch = F.hll_sketch_agg(_sketchable(F.col(column), dtypes[column])).over(whole)
+        tiles.append(sketch.alias(tile_column(column, "hll")))
+    first = F.row_number().over(ordered) == 1
+    return (
+        events.select(*view.key_names, F.col(DAY).alias(TARGET), *tiles, first.alias("_first"))
+        .where(F.col("_first"))
+        .drop("_first")
+    )
 
 
 def _sketchable(column: Column, dtype: str) -> Column:
@@ -198,36 +190,64 @@ def _chan_merge(acc: Column, tile: Column) -> Column:
     return F.struct(n.alias("n"), mean.alias("mean"), m2.alias("m2"))
 
 
-def _feature(feature: FeatureSpec, keys: Sequence[str], dtypes: dict[str, str]) -> Column:
-    """One feature as a window function over the grid. Frames are evaluated in day order, so
-    floating-point sums add up in the same order in a daily run and in a backfill."""
-    from pyspark.sql import functions as F
+def _windowed(function: str, source: str, days: int) -> str:
+    """Name of the column holding ``function(source)`` over the last ``days`` days."""
+    return f"_w_{function}_{source}_{days}"
 
-    window = _window(keys, feature.window_days or 0)
+
+def _window_inputs(feature: FeatureSpec) -> list[tuple[str, str, int]]:
+    """The (function, tile column, days) window aggregates a feature is computed from."""
+    days = feature.window_days or 0
     column = feature.column
     if feature.function == "count":
-        counted = F.col(ROWS) if column is None else F.col(tile_column(column, "n"))
-        return F.coalesce(F.sum(counted).over(window), F.lit(0).cast("long"))
+        return [("sum", ROWS if column is None else tile_column(column, "n"), days)]
     assert column is not None  # the compiler requires a column for every other function
     if feature.function in ("sum", "avg"):
-        count = F.sum(F.col(tile_column(column, "n"))).over(window)
-        total = F.sum(F.col(tile_column(column, "sum"))).over(window)
-        return F.when(count > 0, total if feature.function == "sum" else total.cast("double") / count)
+        return [("sum", tile_column(column, "n"), days), ("sum", tile_column(column, "sum"), days)]
+    parts = {
+        "stddev": ("collect", "moments"),
+        "min": ("min", "min"),
+        "max": ("max", "max"),
+        "last": ("max", "last"),
+        "approx_count_distinct": ("hll_union", "hll"),
+    }
+    function, part = parts[str(feature.function)]
+    return [(function, tile_column(column, part), days)]
+
+
+def _window_expression(function: str, source: str, days: int, keys: Sequence[str]) -> Column:
+    from pyspark.sql import functions as F
+
+    aggregate = {
+        "sum": F.sum,
+        "min": F.min,
+        "max": F.max,
+        "hll_union": F.hll_union_agg,
+        "collect": F.collect_list,  # frame order = day order
+    }[function]
+    return aggregate(F.col(source)).over(_window(keys, days))
+
+
+def _feature(feature: FeatureSpec) -> Column:
+    """A feature from its window aggregates (see :func:`_window_inputs`)."""
+    from pyspark.sql import functions as F
+
+    (first, *rest) = [F.col(_windowed(*spec)) for spec in _window_inputs(feature)]
+    if feature.function == "count":
+        return F.coalesce(first, F.lit(0).cast("long"))
+    if feature.function == "sum":
+        return F.when(first > 0, rest[0])
+    if feature.function == "avg":
+        return F.when(first > 0, rest[0].cast("double") / first)
     if feature.function == "stddev":
-        parts = F.collect_list(F.col(tile_column(column, "moments"))).over(window)  # in day order
         zero = F.struct(F.lit(0).cast("long").alias("n"), F.lit(0.0).alias("mean"), F.lit(0.0).alias("m2"))
-        moments = F.aggregate(parts, zero, _chan_merge)
+        moments = F.aggregate(first, zero, _chan_merge)
         return F.when(moments["n"] >= 2, F.sqrt(moments["m2"] / (moments["n"] - 1)))
-    if feature.function == "min":
-        return F.min(F.col(tile_column(column, "min"))).over(window)
-    if feature.function == "max":
-        return F.max(F.col(tile_column(column, "max"))).over(window)
     if feature.function == "last":
-        return F.max(F.col(tile_column(column, "last"))).over(window)["value"]
+        return first["value"]
     if feature.function == "approx_count_distinct":
-        union = F.hll_union_agg(F.col(tile_column(column, "hll"))).over(window)
-        return F.coalesce(F.hll_sketch_estimate(union), F.lit(0).cast("long"))
-    raise ValueError(f"unknown aggregation function {feature.function!r}")  # pragma: no cover
+        return F.coalesce(F.hll_sketch_estimate(first), F.lit(0).cast("long"))
+    return first  # min, max
 
 
 _SPARK_TYPES = {"int64": "long", "float64": "double", "string": "string", "bool": "boolean"}
@@ -247,22 +267,24 @@ def windows_from_tiles(
     from pyspark.sql import functions as F
 
     keys = list(view.key_names)
-    dtypes = column_dtypes(view)
     longest = view.max_window_days
+    alive_input = ("sum", ROWS, longest)
+    inputs = sorted({alive_input, *(spec for f in view.features for spec in _window_inputs(f))})
     grid = entity_day_grid(tiles, keys, longest)
+    windowed = grid.select(
+        *keys,
+        F.col(TARGET),
+        *[_window_expression(*spec, keys).alias(_windowed(*spec)) for spec in inputs],
+    ).where((F.col(TARGET) >= F.lit(start)) & (F.col(TARGET) <= F.lit(end)))
     # On the day the entity's last tile leaves the longest window, emit a tombstone: no value.
-    alive = F.sum(F.col(ROWS)).over(_window(keys, longest)) > 0
+    alive = F.col(_windowed(*alive_input)) > 0
     lag = timedelta(seconds=view.availability_lag_seconds)
     boundary = F.to_timestamp(F.date_add(F.col(TARGET), 1))
     feature_ts = boundary + F.make_dt_interval(secs=F.lit(lag.total_seconds())) if lag else boundary
-    rows = grid.select(
+    return windowed.select(
         *keys,
         F.col(TARGET),
         feature_ts.alias("feature_ts"),
         F.lit(created_ts).cast("timestamp").alias("created_ts"),
-        *[
-            F.when(alive, _feature(f, keys, dtypes)).cast(_SPARK_TYPES[f.dtype]).alias(f.name)
-            for f in view.features
-        ],
+        *[F.when(alive, _feature(f)).cast(_SPARK_TYPES[f.dtype]).alias(f.name) for f in view.features],
     )
-    return rows.where((F.col(TARGET) >= F.lit(start)) & (F.col(TARGET) <= F.lit(end)))
