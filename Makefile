@@ -10,7 +10,7 @@ export TZ := UTC
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYTHONHASHSEED := 0
 
-.PHONY: help install redis-server lint typecheck test test-unit test-spark test-airflow test-e2e demo bench lock clean
+.PHONY: help install redis-server lint typecheck test test-unit demo bench lock clean
 
 help:
 	@echo "make demo   - run the whole pipeline end to end on embedded defaults"
