@@ -333,6 +333,31 @@ def training_set(
     return 0
 
 
+@cli.command(name="check-skew")
+@click.argument("view")
+@click.option("--sample", default=1000, show_default=True, help="Entities to compare (plus 10% absent ones).")
+@click.option("--seed", default=0, show_default=True, help="Sampling seed.")
+@pass_context
+def check_skew_command(context: Context, view: str, sample: int, seed: int) -> int:
+    """Compare online answers now with the training join at now; exit 1 on any mismatch."""
+    from skewless.online.skew import check_skew
+    from skewless.runtime.spark import get_spark
+
+    manifest = _registry(context)
+    spark = get_spark(context.settings, app_name=f"skewless-check-skew-{view}")
+    report = check_skew(spark, context.settings, manifest, view, sample=sample, seed=seed)
+    click.echo(
+        f"{report.view} at {report.at.isoformat()}: {report.entities} entities "
+        f"({report.with_values} with values, {report.absent_entities} absent everywhere), "
+        f"{len(report.mismatches)} mismatch{'es' if len(report.mismatches) != 1 else ''}"
+    )
+    for mismatch in report.mismatches[:50]:
+        click.echo(f"  {mismatch}")
+    if len(report.mismatches) > 50:
+        click.echo(f"  ... and {len(report.mismatches) - 50} more")
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: the one place that turns errors into messages and exit codes."""
     args = list(sys.argv[1:] if argv is None else argv)
