@@ -328,7 +328,9 @@ def training_set(
             output_format=fmt or "parquet",  # type: ignore[arg-type]
             method=method,
         )
-    tables = ", ".join(f"{name}@v{t.version} ({t.path})" for name, t in sorted(record.tables.items()))
+    tables = ", ".join(
+        f"{name} at Delta version {t.version} ({t.path} join)" for name, t in sorted(record.tables.items())
+    )
     click.echo(f"wrote {record.spine_rows} rows to {out} ({record.output_format}); tables: {tables}")
     return 0
 
