@@ -215,7 +215,36 @@ def _file_stats(path: Path) -> str:
     )
 
 
-class EmbeddedDeltaTables:
+class _StagedWrites:
+    """What both implementations share: a replace is stage + commit, and staged rows are Parquet."""
+
+    spark: SparkSession
+
+    def stage(self, frame: DataFrame, uri: str) -> Staged:
+        raise NotImplementedError
+
+    def commit_staged(self, staged: Staged, partitions: Sequence[date], info: CommitInfo) -> int:
+        raise NotImplementedError
+
+    def discard(self, staged: Staged) -> None:
+        raise NotImplementedError
+
+    def replace_partitions(
+        self, frame: DataFrame, uri: str, partitions: Sequence[date], info: CommitInfo
+    ) -> int:
+        staged = self.stage(frame, uri)
+        try:
+            return self.commit_staged(staged, partitions, info)
+        finally:
+            self.discard(staged)
+
+    def read_staged(self, staged: Staged) -> DataFrame:
+        schema = staged.schema
+        frame = self.spark.read.schema(schema).option("basePath", staged.path).parquet(staged.path)
+        return frame.select(*schema.fieldNames())
+
+
+class EmbeddedDeltaTables(_StagedWrites):
     """Spark writes Parquet; delta-rs commits it (no Delta JARs needed)."""
 
     def __init__(self, spark: SparkSession) -> None:
@@ -321,15 +350,6 @@ class EmbeddedDeltaTables:
         frame = self.spark.read.schema(schema).option("basePath", base).parquet(*uris)
         return frame.select(*schema.fieldNames())  # Spark moves partition columns last
 
-    def replace_partitions(
-        self, frame: DataFrame, uri: str, partitions: Sequence[date], info: CommitInfo
-    ) -> int:
-        staged = self.stage(frame, uri)
-        try:
-            return self.commit_staged(staged, partitions, info)
-        finally:
-            self.discard(staged)
-
     def stage(self, frame: DataFrame, uri: str) -> Staged:
         if is_remote(uri):
             raise TableError(
@@ -339,11 +359,6 @@ class EmbeddedDeltaTables:
         staging = Path(uri) / "_staging" / uuid.uuid4().hex
         frame.write.partitionBy(PARTITION_COLUMN).mode("error").parquet(str(staging))
         return Staged(uri, str(staging), nullable(frame.schema).json())
-
-    def read_staged(self, staged: Staged) -> DataFrame:
-        schema = staged.schema
-        frame = self.spark.read.schema(schema).option("basePath", staged.path).parquet(staged.path)
-        return frame.select(*schema.fieldNames())
 
     def commit_staged(self, staged: Staged, partitions: Sequence[date], info: CommitInfo) -> int:
         wanted = {partition_value(d) for d in partitions}
@@ -440,7 +455,7 @@ class EmbeddedDeltaTables:
             )
 
 
-class NativeDeltaTables:
+class NativeDeltaTables(_StagedWrites):
     """delta-spark on the classpath: Spark reads and writes Delta itself."""
 
     def __init__(self, spark: SparkSession) -> None:
@@ -502,24 +517,10 @@ class NativeDeltaTables:
             frame = frame.where(F.col(PARTITION_COLUMN).between(*ds_range))
         return frame.select(*schema.fieldNames())
 
-    def replace_partitions(
-        self, frame: DataFrame, uri: str, partitions: Sequence[date], info: CommitInfo
-    ) -> int:
-        staged = self.stage(frame, uri)
-        try:
-            return self.commit_staged(staged, partitions, info)
-        finally:
-            self.discard(staged)
-
     def stage(self, frame: DataFrame, uri: str) -> Staged:
         staging = f"{uri.rstrip('/')}/_staging/{uuid.uuid4().hex}"
         frame.write.partitionBy(PARTITION_COLUMN).mode("error").parquet(staging)
         return Staged(uri, staging, nullable(frame.schema).json())
-
-    def read_staged(self, staged: Staged) -> DataFrame:
-        schema = staged.schema
-        frame = self.spark.read.schema(schema).option("basePath", staged.path).parquet(staged.path)
-        return frame.select(*schema.fieldNames())
 
     def commit_staged(self, staged: Staged, partitions: Sequence[date], info: CommitInfo) -> int:
         values = ", ".join(f"DATE'{partition_value(d)}'" for d in sorted(set(partitions)))

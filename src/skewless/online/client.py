@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 import msgpack  # type: ignore[import-untyped]
 from hiredis import pack_command
 
-from skewless.errors import EntityError, OnlineStoreError, SkewlessError
+from skewless.errors import EntityError, OnlineStoreError
 from skewless.manifest import FeatureRef, Manifest
 from skewless.online.encoding import (
     FEATURES_AT,
@@ -46,21 +46,6 @@ if TYPE_CHECKING:
     import redis
 
 _NEEDS_ESCAPE = re.compile(r"[%:{}]").search
-
-
-def parse_feature_refs(text: str | Sequence[str | FeatureRef]) -> list[FeatureRef]:
-    """``"view:feature,view:feature"`` or a list of ``view:feature`` strings (or references)."""
-    if isinstance(text, str):
-        return request.parse_feature_refs(text)
-    refs = []
-    for item in text:
-        if isinstance(item, FeatureRef):
-            refs.append(item)
-        elif isinstance(item, str):
-            refs.extend(request.parse_feature_refs([item]))
-        else:
-            raise SkewlessError(f"expected 'view:feature', got {item!r}")
-    return refs
 
 
 @dataclass(frozen=True)
@@ -126,7 +111,7 @@ def resolve(
     The features, their checks and their column names and order come from
     :func:`skewless.pit.request.resolve`, shared with the training join.
     """
-    refs = None if features is None else parse_feature_refs(features)
+    refs = None if features is None else request.parse_feature_refs(features)
     requests = request.resolve(manifest, features=refs, service=service)
     reads = tuple(
         _ViewRead(

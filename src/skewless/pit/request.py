@@ -26,11 +26,17 @@ class ViewRequest:
     features: tuple[OutputFeature, ...]
 
 
-def parse_feature_refs(text: str | Iterable[str]) -> list[FeatureRef]:
-    """``"view:feature,view:feature"`` (or a list of such) -> references."""
+def parse_feature_refs(text: str | Iterable[str | FeatureRef]) -> list[FeatureRef]:
+    """``"view:feature,view:feature"``, or a list of such strings or references -> references."""
     items = text.split(",") if isinstance(text, str) else list(text)
     refs: list[FeatureRef] = []
-    for item in (i.strip() for i in items):
+    for raw in items:
+        if isinstance(raw, FeatureRef):
+            refs.append(raw)
+            continue
+        if not isinstance(raw, str):
+            raise SkewlessError(f"expected 'view:feature', got {raw!r}")
+        item = raw.strip()
         view, sep, feature = item.partition(":")
         if not sep or not view or not feature:
             raise SkewlessError(f"expected 'view:feature', got {item!r}")
@@ -41,7 +47,7 @@ def parse_feature_refs(text: str | Iterable[str]) -> list[FeatureRef]:
 def resolve(
     manifest: Manifest,
     *,
-    features: Sequence[FeatureRef] | str | None = None,
+    features: str | Iterable[str | FeatureRef] | None = None,
     service: str | None = None,
 ) -> list[ViewRequest]:
     """Resolve a service or feature list into per-view requests with output column names."""
@@ -50,9 +56,7 @@ def resolve(
     refs = (
         list(manifest.service(service).features)
         if service is not None
-        else parse_feature_refs(features)
-        if isinstance(features, str)
-        else list(features or [])
+        else parse_feature_refs(features or [])
     )
     if not refs:
         raise SkewlessError("no features requested")

@@ -284,8 +284,7 @@ def get_training_set(
     manifest = manifest or require_registry(settings.registry_uri)
     spark = spark or get_spark(settings)
     frame = _as_spark(spark, spine, timestamp_column)
-    wanted = features if features is None or isinstance(features, str) else ",".join(features)
-    requests = resolve(manifest, features=wanted, service=service)
+    requests = resolve(manifest, features=features, service=service)
     result, _, _ = point_in_time(spark, settings, manifest, frame, requests, timestamp_column, method=method)
     return result
 
