@@ -5,9 +5,9 @@
    and the drop-out day), then every feature as a window function over the last N days' tiles;
    on the drop-out day the row is a tombstone (all features null).
 
-Floating-point sums are folded over *sorted* values within a day, and window frames add tiles in
-day order, so a daily run and a backfill produce bit-identical results whatever the partitioning.
-Variance uses Welford within a day and Chan's merge across days.
+Floating-point sums add values in one fixed order within a day (a window frame ordered by every
+input column) and in day order across days, so a daily run and a backfill are bit-identical.
+Variance pools per-day moments (n, sum, sum of squares of the daily mean, M2) over the window.
 """
 
 from __future__ import annotations
@@ -101,11 +101,15 @@ def build_tiles(events: DataFrame, view: ViewSpec) -> DataFrame:
     for column in sorted(plan.sums):
         tiles.append(F.sum(F.col(column)).over(whole).alias(tile_column(column, "sum")))
     for column in sorted(plan.moments):
+        # Per-day moments as sums that windows can add: n, n*mean, n*mean^2 and M2 (Welford, by
+        # Spark's var_pop in the frame's fixed order).
         value = F.col(column).cast("double")
         n = F.count(value).over(whole)
+        mean = F.avg(value).over(whole)
         moments = F.struct(
             n.alias("n"),
-            F.coalesce(F.avg(value).over(whole), F.lit(0.0)).alias("mean"),
+            F.coalesce(mean * n, F.lit(0.0)).alias("sum"),
+            F.coalesce(mean * mean * n, F.lit(0.0)).alias("sum_sq"),
             F.coalesce(F.var_pop(value).over(whole) * n, F.lit(0.0)).alias("m2"),
         )
         tiles.append(moments.alias(tile_column(column, "moments")))
@@ -178,21 +182,9 @@ def _window(keys: Sequence[str], days: int) -> WindowSpec:
     return Window.partitionBy(*keys).orderBy(F.col(DAY_NUMBER)).rangeBetween(-(days - 1), 0)
 
 
-def _chan_merge(acc: Column, tile: Column) -> Column:
-    """Merge two (n, mean, m2) summaries (Chan et al.), numerically stable."""
-    from pyspark.sql import functions as F
-
-    n = acc["n"] + tile["n"]
-    delta = tile["mean"] - acc["mean"]
-    safe_n = F.when(n > 0, n).otherwise(F.lit(1))
-    mean = acc["mean"] + delta * tile["n"] / safe_n
-    m2 = acc["m2"] + tile["m2"] + delta * delta * acc["n"] * tile["n"] / safe_n
-    return F.struct(n.alias("n"), mean.alias("mean"), m2.alias("m2"))
-
-
 def _windowed(function: str, source: str, days: int) -> str:
     """Name of the column holding ``function(source)`` over the last ``days`` days."""
-    return f"_w_{function}_{source}_{days}"
+    return f"_w_{function}_{source.replace('.', '_')}_{days}"
 
 
 def _window_inputs(feature: FeatureSpec) -> list[tuple[str, str, int]]:
@@ -204,8 +196,10 @@ def _window_inputs(feature: FeatureSpec) -> list[tuple[str, str, int]]:
     assert column is not None  # the compiler requires a column for every other function
     if feature.function in ("sum", "avg"):
         return [("sum", tile_column(column, "n"), days), ("sum", tile_column(column, "sum"), days)]
+    if feature.function == "stddev":
+        moments = tile_column(column, "moments")
+        return [("sum", f"{moments}.{part}", days) for part in ("n", "sum", "sum_sq", "m2")]
     parts = {
-        "stddev": ("collect", "moments"),
         "min": ("min", "min"),
         "max": ("max", "max"),
         "last": ("max", "last"),
@@ -223,7 +217,6 @@ def _window_expression(function: str, source: str, days: int, keys: Sequence[str
         "min": F.min,
         "max": F.max,
         "hll_union": F.hll_union_agg,
-        "collect": F.collect_list,  # frame order = day order
     }[function]
     return aggregate(F.col(source)).over(_window(keys, days))
 
@@ -240,9 +233,10 @@ def _feature(feature: FeatureSpec) -> Column:
     if feature.function == "avg":
         return F.when(first > 0, rest[0].cast("double") / first)
     if feature.function == "stddev":
-        zero = F.struct(F.lit(0).cast("long").alias("n"), F.lit(0.0).alias("mean"), F.lit(0.0).alias("m2"))
-        moments = F.aggregate(first, zero, _chan_merge)
-        return F.when(moments["n"] >= 2, F.sqrt(moments["m2"] / (moments["n"] - 1)))
+        # Pooled variance of the window's days: M2 = sum(M2_d) + sum(n_d mean_d^2) - (sum n_d mean_d)^2 / n
+        total, total_sq, within = rest
+        between = F.greatest(total_sq - total * total / first, F.lit(0.0))
+        return F.when(first >= 2, F.sqrt((within + between) / (first - 1)))
     if feature.function == "last":
         return first["value"]
     if feature.function == "approx_count_distinct":

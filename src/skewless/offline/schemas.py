@@ -62,7 +62,9 @@ def tiles_schema(view: ViewSpec) -> StructType:
     fields: list[tuple[str, DataType]] = [*key_fields(view), ("ds", T.DateType()), (ROWS, T.LongType())]
     fields += [(tile_column(c, "n"), T.LongType()) for c in sorted(plan.counts)]
     fields += [(tile_column(c, "sum"), spark_type(dtypes[c])) for c in sorted(plan.sums)]
-    moments = _struct([("n", T.LongType()), ("mean", T.DoubleType()), ("m2", T.DoubleType())])
+    moments = _struct(
+        [("n", T.LongType()), ("sum", T.DoubleType()), ("sum_sq", T.DoubleType()), ("m2", T.DoubleType())]
+    )
     fields += [(tile_column(c, "moments"), moments) for c in sorted(plan.moments)]
     fields += [(tile_column(c, "min"), spark_type(dtypes[c])) for c in sorted(plan.minimums)]
     fields += [(tile_column(c, "max"), spark_type(dtypes[c])) for c in sorted(plan.maximums)]
