@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from skewless.errors import SkewlessError
 from skewless.jobs_cli import job_parser, run_job
 from skewless.runtime.settings import Settings
 
@@ -18,12 +19,12 @@ def body(args: argparse.Namespace, settings: Settings) -> str:
     from skewless.registry import require_registry
     from skewless.runtime.spark import get_spark
 
+    if not args.rebuild and (not args.spine or (args.service is None) == (args.features is None)):
+        raise SkewlessError("give --spine and exactly one of --service or --features (or --rebuild)")
     spark = get_spark(settings, app_name="skewless-training-set")
     if args.rebuild:
         record = rebuild_training_set(spark, settings, args.rebuild, out=args.out, output_format=args.format)
     else:
-        if not args.spine or (args.service is None) == (args.features is None):
-            raise SystemExit("give --spine and exactly one of --service or --features (or --rebuild)")
         record = build_training_set(
             spark,
             settings,
