@@ -123,9 +123,17 @@ def test_int_and_composite_keys_and_shared_feature_names(online: tuple[Settings,
 
 
 def test_many_entities_of_several_views_in_one_round_trip(
-    online: tuple[Settings, Manifest], redis_url: str
+    online: tuple[Settings, Manifest], redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings, manifest = online
+    sends: list[int] = []
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counting_send(self: Any, command: Any, check_health: bool = True) -> None:
+        sends.append(1)
+        send(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting_send)
     ts = now_us() - HOUR_US
     publish_rows(
         settings.redis_url,
@@ -140,12 +148,14 @@ def test_many_entities_of_several_views_in_one_round_trip(
     with OnlineClient(settings, manifest) as client:
         client.ping()
         stats.config_resetstat()
+        sends.clear()
         answers = client.get_online_features(
             entities, features=["merchant_profile:n", "customer_stats:total", "customer_stats:score"]
         )
+        assert len(sends) == 1  # one write: the two views' MGETs are pipelined
     commands = {k: v["calls"] for k, v in stats.info("commandstats").items()}
-    assert commands.get("cmdstat_mget") == 1, commands
-    assert sum(commands.values()) == 2, commands  # the MGET and the INFO itself
+    assert commands.get("cmdstat_mget") == 2, commands  # one per view
+    assert sum(commands.values()) == 3, commands  # the MGETs and the INFO itself
     assert all(a["n"] == a["total"] == i and a["score"] == 2.0 for i, a in enumerate(answers))
 
 

@@ -1,7 +1,7 @@
 """The serving client: online feature values for entity rows, as the training join would give them.
 
-One ``MGET`` fetches every (entity, view) key of a request, whatever the number of entities and
-views. A stored row is served only while ``feature_ts <= now <= feature_ts + ttl`` (both bounds
+A request is one round trip whatever the number of entities and views: one ``MGET`` per view,
+pipelined. A stored row is served only while ``feature_ts <= now <= feature_ts + ttl`` (both bounds
 inclusive), the point-in-time rule of DESIGN.md section 5; Redis's own expiry only reclaims
 memory. Missing keys, tombstones and expired values read as null for every feature of the view.
 
@@ -195,24 +195,25 @@ class OnlineClient:
         rows = entity_rows if isinstance(entity_rows, list) else list(entity_rows)
         if not rows:
             return []
-        _check_rows(plan, rows)
-        keys: list[str] = []
-        for read in plan.views:
-            keys += _view_keys(read, rows)
-        raws = self._mget(keys)
-        count = len(rows)
-        # Per view, one tuple of requested values per row; then joined row-wise in C (operator.add):
+        packed = b"".join(pack_command(cast(Any, ("MGET", *_view_keys(read, rows)))) for read in plan.views)
+        views = plan.views
+        # One MGET per view, sent together: each view's values are decoded while Redis is still
+        # answering the next view's MGET.
+        decoded = self._read(packed, len(views), lambda i, raws: self._decode(views[i], raws, now_us))
+        # Per view, one tuple of requested values per row; joined row-wise in C (operator.add):
         # the columns are grouped by view, in the training join's order.
-        combined: list[tuple[Any, ...]] | None = None
-        for position, read in enumerate(plan.views):
-            decoded = self._decode(read, raws[position * count : (position + 1) * count], now_us)
-            combined = decoded if combined is None else list(map(add, combined, decoded))
-        assert combined is not None  # a plan has at least one view
+        combined = decoded[0]
+        for more in decoded[1:]:
+            combined = list(map(add, combined, more))
         columns = plan.columns
+        width = len(columns)
         results = []
-        for row, values in zip(rows, combined, strict=True):
+        for index, (row, values) in enumerate(zip(rows, combined, strict=True)):
             out = dict(row)
             out.update(zip(columns, values, strict=True))
+            if len(out) != len(row) + width:
+                clash = sorted(plan.column_set.intersection(row))[0]
+                raise EntityError(f"entity row {index}: field {clash!r} clashes with a feature column")
             results.append(out)
         return results
 
@@ -248,14 +249,14 @@ class OnlineClient:
             ) from None
         return out
 
-    def _mget(self, keys: list[str]) -> list[bytes | None]:
+    def _read(
+        self, packed: bytes, count: int, each: Callable[[int, list[bytes | None]], list[tuple[Any, ...]]]
+    ) -> list[list[tuple[Any, ...]]]:
         import redis
 
         try:
             # Packed by hiredis directly: redis-py would spend about a microsecond per key first.
-            return cast(
-                "list[bytes | None]", round_trip(self._redis, pack_command(cast(Any, ("MGET", *keys))), 1)[0]
-            )
+            return round_trip(self._redis, packed, count, each)
         except redis.RedisError as exc:
             raise OnlineStoreError(describe_error(exc, self._url)) from None
 
@@ -288,28 +289,14 @@ class OnlineClient:
         return remapped
 
 
-def _check_rows(plan: FeaturePlan, rows: list[Mapping[str, Any]]) -> None:
-    columns = plan.column_set
-    for index, row in enumerate(rows):
-        if type(row) is not dict and not isinstance(row, Mapping):
-            kind = type(row).__name__
-            raise EntityError(f"entity row {index}: expected an object of join keys, got {kind}")
-        if not columns.isdisjoint(row):
-            clash = sorted(columns.intersection(row))[0]
-            raise EntityError(f"entity row {index}: field {clash!r} clashes with a feature column")
-
-
 def _view_keys(read: _ViewRead, rows: list[Mapping[str, Any]]) -> list[str]:
     """The Redis keys of ``read``'s view for every row, checking each join key (column at a time)."""
     parts: list[list[str]] = []
     for name, dtype in zip(read.key_names, read.key_dtypes, strict=True):
         try:
             values = [row[name] for row in rows]
-        except KeyError:
-            index = next(i for i, row in enumerate(rows) if name not in row)
-            raise EntityError(
-                f"entity row {index}: missing join key {name!r} (needed by view {read.codec.view_name!r})"
-            ) from None
+        except (KeyError, TypeError, IndexError):
+            raise _row_error(rows, name, read.codec.view_name) from None
         kinds = set(map(type, values))
         if dtype == "string" and kinds == {str}:
             if any(map(_NEEDS_ESCAPE, values)):
@@ -325,6 +312,18 @@ def _view_keys(read: _ViewRead, rows: list[Mapping[str, Any]]) -> list[str]:
     if len(parts) == 1:
         return [prefix + part for part in parts[0]]
     return [prefix + ":".join(entity) for entity in zip(*parts, strict=True)]
+
+
+def _row_error(rows: list[Mapping[str, Any]], name: str, view_name: str) -> EntityError:
+    """Why ``row[name]`` failed for some row: not an object, or missing the join key."""
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            kind = type(row).__name__
+            return EntityError(f"entity row {index}: expected an object of join keys, got {kind}")
+        if name not in row:
+            needed = f"needed by view {view_name!r}"
+            return EntityError(f"entity row {index}: missing join key {name!r} ({needed})")
+    return EntityError(f"entity rows: cannot read join key {name!r}")
 
 
 def parse_entity(text: str, plan: FeaturePlan) -> dict[str, Any]:

@@ -16,7 +16,7 @@ concurrent writers and late backfills cannot roll serving back in time.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -217,25 +217,29 @@ class ScriptWriter:
         return round_trip(self.client, packed, count)
 
 
-def round_trip(client: redis.Redis, packed: bytes, count: int) -> list[Any]:
+def round_trip(
+    client: redis.Redis, packed: bytes, count: int, each: Callable[[int, Any], Any] | None = None
+) -> list[Any]:
     """Send already packed commands on one pooled connection and read their ``count`` replies.
 
+    ``each(index, reply)``, when given, handles every reply as soon as it arrives, while Redis is
+    still answering the next commands; its results are returned instead of the replies.
     Connection errors and timeouts disconnect and try again with the client's retry policy (the
-    commands must be idempotent); an error reply raises (and drops the connection, whose later
-    replies are unread).
+    commands must be idempotent); any other error drops the connection, whose later replies are
+    unread.
     """
-    import redis
-
     pool = client.connection_pool
     connection: Any = pool.get_connection()
 
     def attempt() -> list[Any]:
         connection.send_packed_command([packed], check_health=False)
-        return [connection.read_response() for _ in range(count)]
+        if each is None:
+            return [connection.read_response() for _ in range(count)]
+        return [each(index, connection.read_response()) for index in range(count)]
 
     try:
         return list(connection.retry.call_with_retry(attempt, lambda _: connection.disconnect()))
-    except redis.RedisError:
+    except BaseException:
         connection.disconnect()
         raise
     finally:
