@@ -366,11 +366,16 @@ def test_a_foreign_value_under_a_skewless_key_is_a_clear_error(
 ) -> None:
     settings, manifest = online
     redis.Redis.from_url(redis_url).set(ViewCodec(manifest.view("customer_stats")).entity_key([1]), b"hello")
-    with (
-        OnlineClient(settings, manifest) as client,
-        pytest.raises(OnlineStoreError, match="customer_stats: a stored value is unreadable"),
-    ):
-        client.get_online_features([{"customer_id": 1}], features=["customer_stats:total"])
+    ts = now_us() - HOUR_US
+    publish_rows(settings.redis_url, manifest.view("merchant_profile"), [("m", ts, ts, 7, 1.0, "", True)])
+    both = ["customer_stats:total", "merchant_profile:n"]
+    with OnlineClient(settings, manifest) as client:
+        with pytest.raises(OnlineStoreError, match="customer_stats: a stored value is unreadable"):
+            client.get_online_features([{"customer_id": 1, "merchant_id": "m"}], features=both)
+        # The failed request left the merchant view's reply unread; the client must not read it
+        # as the answer to its next request.
+        answer = client.get_online_features([{"merchant_id": "m"}], features=["merchant_profile:n"])
+        assert answer == [{"merchant_id": "m", "n": 7}]
 
 
 def test_columns_are_the_training_joins(online: tuple[Settings, Manifest]) -> None:
