@@ -266,6 +266,7 @@ def run(workdir: Path, scale: float) -> dict[str, Any]:
         if _created_session(spark):
             spark.stop()
         report["redis_settle_seconds_before_reads"] = _wait_until_redis_idle(probe)
+        report["load_average_1m_before_reads"] = round(os.getloadavg()[0], 2)
         gc.collect()
         gc.freeze()
         with OnlineClient(settings, manifest) as client:
@@ -284,14 +285,14 @@ def run(workdir: Path, scale: float) -> dict[str, Any]:
             answers = client.get_online_features(many, features=ten)
             assert sum(a["txn_count"] is not None for a in answers) == 500
             report["online_500_entities_10_features_2_views"] = _latency(
-                lambda: client.get_online_features(many, features=ten), repeats=500, redis_client=probe
+                lambda: client.get_online_features(many, features=ten), repeats=2000, redis_client=probe
             )
             # The floor: redis-py MGET of the same 1000 keys, no decoding.
             merchant_codec, customer_codec = ViewCodec(merchants), ViewCodec(customers)
             keys = [merchant_codec.entity_key([e["merchant_id"]]) for e in many]
             keys += [customer_codec.entity_key([e["customer_id"]]) for e in many]
             report["mget_1000_keys_floor"] = _latency(
-                lambda: probe.mget(keys), repeats=500, redis_client=probe
+                lambda: probe.mget(keys), repeats=2000, redis_client=probe
             )
             single = [merchant_codec.entity_key(["m00000042"])]
             report["mget_1_key_floor"] = _latency(
