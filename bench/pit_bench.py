@@ -117,19 +117,26 @@ def _spark(task: dict[str, Any]) -> dict[str, Any]:
     )
     manifest = require_registry(settings.registry_uri)
     spark = get_spark(settings, app_name="bench-pit")
-    spark.range(1).count()  # JVM warm-up is not the join's cost
-    record, seconds = timed(
-        build_training_set,
-        spark,
-        settings,
-        manifest,
-        spine_path=task["spine"],
-        out=task["out"],
-        features="user_activity:clicks_1d,user_activity:spend_7d",
-        method=task["method"],
-    )
+    spark.range(1).count()  # JVM start is not the join's cost
+
+    def build(out: str) -> Any:
+        return build_training_set(
+            spark,
+            settings,
+            manifest,
+            spine_path=task["spine"],
+            out=out,
+            features="user_activity:clicks_1d,user_activity:spend_7d",
+            method=task["method"],
+        )
+
+    record, seconds = timed(build, task["out"])
+    # The same join again in this JVM, as a notebook session's second request runs: no JIT or
+    # code-generation warm-up left. Peak memory covers both.
+    _, warm_seconds = timed(build, task["out"] + "-again")
     return {
         "seconds": round(seconds, 2),
+        "seconds_second_join_same_jvm": round(warm_seconds, 2),
         "rows": record.spine_rows,
         "path": record.tables["user_activity"].path,
     }
@@ -205,6 +212,9 @@ def _measure(workdir: Path, name: str, feature_rows: int, spine_rows: int) -> di
         "spark_general_asof_join": asof,
         "duckdb_asof_join": duck,
         "spark_vs_duckdb_time_ratio": round(spark["seconds"] / duck["seconds"], 2),
+        "spark_second_join_vs_duckdb_time_ratio": round(
+            spark["seconds_second_join_same_jvm"] / duck["seconds"], 2
+        ),
         "spark_general_vs_duckdb_time_ratio": round(asof["seconds"] / duck["seconds"], 2),
         "spark_rows_per_second": round(spine_rows / spark["seconds"]),
         "agreement_boundary_vs_duckdb": agree,
