@@ -27,6 +27,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.common import run_worker, worker_main
+
 TREE = {
     "defs.yaml": """
         entity:
@@ -166,8 +168,6 @@ def run(workdir: Path, scale: float) -> dict[str, Any]:
     import redis
 
     from skewless.compile import compile_tree
-    from skewless.online.client import OnlineClient
-    from skewless.online.encoding import ViewCodec
     from skewless.online.local_redis import LocalRedis
     from skewless.online.materialize import materialize, publish_rows, to_micros
     from skewless.registry import publish_registry
@@ -247,10 +247,7 @@ def run(workdir: Path, scale: float) -> dict[str, Any]:
             "redis_cpu_us_per_key": round((_redis_cpu(probe) - redis_before) / len(rows) * 1e6, 2),
         }
 
-        # Reads: the merchant view holds `entities` keys again, the customer view 100k. The large
-        # objects of the write tests go first, and the survivors are frozen out of the garbage
-        # collector's scans, as a server does after start-up: a full collection over a big heap
-        # otherwise shows up as millisecond outliers.
+        # Reads: the merchant view holds `entities` keys again, the customer view 100k.
         del rows
         probe.flushall()
         materialize(spark, settings, manifest, "merchant_bench", day, transport="arrow")
@@ -267,38 +264,14 @@ def run(workdir: Path, scale: float) -> dict[str, Any]:
             spark.stop()
         report["redis_settle_seconds_before_reads"] = _wait_until_redis_idle(probe)
         report["load_average_1m_before_reads"] = round(os.getloadavg()[0], 2)
-        gc.collect()
-        gc.freeze()
-        with OnlineClient(settings, manifest) as client:
-            one = [{"merchant_id": "m00000042"}]
-            one_features = ["merchant_bench:txn_count", "merchant_bench:amount_avg", "merchant_bench:segment"]
-            assert client.get_online_features(one, features=one_features)[0]["txn_count"] == 42
-            report["online_1_entity_3_features"] = _latency(
-                lambda: client.get_online_features(one, features=one_features),
-                repeats=5000,
-                redis_client=probe,
-            )
-            step = max(1, entities // 500)
-            many = [{"merchant_id": f"m{i * step:08d}", "customer_id": i * 97} for i in range(500)]
-            ten = [f"merchant_bench:{f}" for f in merchants.feature_names]
-            ten += [f"customer_bench:{f}" for f in customers.feature_names]
-            answers = client.get_online_features(many, features=ten)
-            assert sum(a["txn_count"] is not None for a in answers) == 500
-            report["online_500_entities_10_features_2_views"] = _latency(
-                lambda: client.get_online_features(many, features=ten), repeats=2000, redis_client=probe
-            )
-            # The floor: redis-py MGET of the same 1000 keys, no decoding.
-            merchant_codec, customer_codec = ViewCodec(merchants), ViewCodec(customers)
-            keys = [merchant_codec.entity_key([e["merchant_id"]]) for e in many]
-            keys += [customer_codec.entity_key([e["customer_id"]]) for e in many]
-            report["mget_1000_keys_floor"] = _latency(
-                lambda: probe.mget(keys), repeats=2000, redis_client=probe
-            )
-            single = [merchant_codec.entity_key(["m00000042"])]
-            report["mget_1_key_floor"] = _latency(
-                lambda: probe.mget(single), repeats=5000, redis_client=probe
-            )
-        gc.unfreeze()
+        # Reads run in a fresh process, as a serving process would: no JVM, no large heap.
+        reads = run_worker(
+            "bench.online_bench",
+            {"step": "reads", "defs": str(defs), "redis_url": server.url, "entities": entities},
+        )
+        report["reads_process_peak_rss_mb"] = reads.pop("peak_rss_mb")
+        reads.pop("process_seconds")
+        report.update(reads)
     report["targets"] = {
         "materialize_keys_per_s": 100_000,
         "p99_ms_1_entity": 0.3,
@@ -338,12 +311,13 @@ def _redis_cpu(client: Any) -> float:
     return float(info["used_cpu_user"] + info["used_cpu_sys"])
 
 
-def _wait_until_redis_idle(client: Any, timeout: float = 60.0) -> float:
+def _wait_until_redis_idle(client: Any, timeout: float = 120.0) -> float:
     """Until redis-server uses under 0.5% of a core over a second (or ``timeout`` passes).
 
-    After a million inserts its cron spends about 2% of a core for several seconds finishing the
-    key table's incremental rehash, and every key looked up meanwhile does a rehash step too: a
-    1000-key MGET then costs the server 3x its steady-state CPU. Idle is about 0.2%.
+    After a million inserts with expiry its cron spends about 2% of a core for about 30 s here
+    finishing the incremental rehash of its key and expiry tables, and every key looked up
+    meanwhile does a rehash step too: a 1000-key MGET then costs the server 3x its steady-state
+    CPU. Idle is about 0.25%.
     """
     started = time.monotonic()
     while time.monotonic() < started + timeout:
@@ -354,14 +328,55 @@ def _wait_until_redis_idle(client: Any, timeout: float = 60.0) -> float:
     return round(time.monotonic() - started, 1)
 
 
+def _reads(task: dict[str, Any]) -> dict[str, Any]:
+    """Online read latency through :class:`OnlineClient`, and bare ``MGET`` floors (a worker step)."""
+    import redis
+
+    from skewless.compile import compile_tree
+    from skewless.online.client import OnlineClient
+    from skewless.online.encoding import ViewCodec
+    from skewless.runtime.settings import Settings
+
+    manifest = compile_tree(Path(task["defs"]))
+    merchants, customers = manifest.view("merchant_bench"), manifest.view("customer_bench")
+    settings = Settings(defs=task["defs"], redis_url=task["redis_url"])
+    probe = redis.Redis.from_url(task["redis_url"])
+    report: dict[str, Any] = {}
+    # Start-up objects are frozen out of the garbage collector's scans, as a server does after
+    # start-up: a full collection over them otherwise shows up as outliers.
+    gc.collect()
+    gc.freeze()
+    with OnlineClient(settings, manifest) as client:
+        one = [{"merchant_id": "m00000042"}]
+        one_features = ["merchant_bench:txn_count", "merchant_bench:amount_avg", "merchant_bench:segment"]
+        assert client.get_online_features(one, features=one_features)[0]["txn_count"] == 42
+        report["online_1_entity_3_features"] = _latency(
+            lambda: client.get_online_features(one, features=one_features), repeats=5000, redis_client=probe
+        )
+        step = max(1, task["entities"] // 500)
+        many = [{"merchant_id": f"m{i * step:08d}", "customer_id": i * 97} for i in range(500)]
+        ten = [f"merchant_bench:{f}" for f in merchants.feature_names]
+        ten += [f"customer_bench:{f}" for f in customers.feature_names]
+        answers = client.get_online_features(many, features=ten)
+        assert sum(a["txn_count"] is not None for a in answers) == 500
+        report["online_500_entities_10_features_2_views"] = _latency(
+            lambda: client.get_online_features(many, features=ten), repeats=2000, redis_client=probe
+        )
+        # The floor: redis-py MGET of the same 1000 keys, no decoding.
+        merchant_codec, customer_codec = ViewCodec(merchants), ViewCodec(customers)
+        keys = [merchant_codec.entity_key([e["merchant_id"]]) for e in many]
+        keys += [customer_codec.entity_key([e["customer_id"]]) for e in many]
+        report["mget_1000_keys_floor"] = _latency(lambda: probe.mget(keys), repeats=2000, redis_client=probe)
+        single = [merchant_codec.entity_key(["m00000042"])]
+        report["mget_1_key_floor"] = _latency(lambda: probe.mget(single), repeats=5000, redis_client=probe)
+    return report
+
+
 def _created_session(spark: Any) -> bool:
     return bool(spark.sparkContext.appName == "skewless-bench-online")
 
 
 if __name__ == "__main__":
-    import json
     import sys
-    import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="skewless-bench-online-") as tmp:
-        print(json.dumps(run(Path(tmp), float(sys.argv[1]) if len(sys.argv) > 1 else 1.0), indent=2))
+    sys.exit(worker_main({"reads": _reads}))
