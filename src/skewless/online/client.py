@@ -206,15 +206,15 @@ class OnlineClient:
         for more in decoded[1:]:
             combined = list(map(add, combined, more))
         columns = plan.columns
-        width = len(columns)
-        results = []
-        for index, (row, values) in enumerate(zip(rows, combined, strict=True)):
+        results: list[dict[str, Any]] = []
+        append = results.append
+        for row, values in zip(rows, combined, strict=True):
             out = dict(row)
             out.update(zip(columns, values, strict=True))
-            if len(out) != len(row) + width:
-                clash = sorted(plan.column_set.intersection(row))[0]
-                raise EntityError(f"entity row {index}: field {clash!r} clashes with a feature column")
-            results.append(out)
+            append(out)
+        # A row field named like a feature column was overwritten: fewer fields than expected.
+        if sum(map(len, results)) != sum(map(len, rows)) + len(columns) * len(rows):
+            _raise_clash(plan, rows)
         return results
 
     def _decode(self, read: _ViewRead, raws: list[bytes | None], now_us: int) -> list[tuple[Any, ...]]:
@@ -299,7 +299,7 @@ def _view_keys(read: _ViewRead, rows: list[Mapping[str, Any]]) -> list[str]:
             raise _row_error(rows, name, read.codec.view_name) from None
         kinds = set(map(type, values))
         if dtype == "string" and kinds == {str}:
-            if any(map(_NEEDS_ESCAPE, values)):
+            if _NEEDS_ESCAPE("".join(values)):  # one scan: the characters are single ones
                 values = [escape_key_part(v) for v in values]
             parts.append(values)
         elif dtype == "int64" and kinds == {int} and min(values) >= INT64_MIN and max(values) <= INT64_MAX:
@@ -312,6 +312,13 @@ def _view_keys(read: _ViewRead, rows: list[Mapping[str, Any]]) -> list[str]:
     if len(parts) == 1:
         return [prefix + part for part in parts[0]]
     return [prefix + ":".join(entity) for entity in zip(*parts, strict=True)]
+
+
+def _raise_clash(plan: FeaturePlan, rows: list[Mapping[str, Any]]) -> None:
+    for index, row in enumerate(rows):
+        if not plan.column_set.isdisjoint(row):
+            clash = sorted(plan.column_set.intersection(row))[0]
+            raise EntityError(f"entity row {index}: field {clash!r} clashes with a feature column")
 
 
 def _row_error(rows: list[Mapping[str, Any]], name: str, view_name: str) -> EntityError:
