@@ -195,8 +195,8 @@ class OnlineClient:
         rows = entity_rows if isinstance(entity_rows, list) else list(entity_rows)
         if not rows:
             return []
-        packed = b"".join(pack_command(cast(Any, ("MGET", *_view_keys(read, rows)))) for read in plan.views)
         views = plan.views
+        packed = b"".join(pack_command(cast(Any, ("MGET", *_view_keys(read, rows)))) for read in views)
         # One MGET per view, sent together: each view's values are decoded while Redis is still
         # answering the next view's MGET.
         decoded = self._read(packed, len(views), lambda i, raws: self._decode(views[i], raws, now_us))
@@ -214,7 +214,7 @@ class OnlineClient:
             append(out)
         # A row field named like a feature column was overwritten: fewer fields than expected.
         if sum(map(len, results)) != sum(map(len, rows)) + len(columns) * len(rows):
-            _raise_clash(plan, rows)
+            raise _clash_error(plan, rows)
         return results
 
     def _decode(self, read: _ViewRead, raws: list[bytes | None], now_us: int) -> list[tuple[Any, ...]]:
@@ -314,11 +314,13 @@ def _view_keys(read: _ViewRead, rows: list[Mapping[str, Any]]) -> list[str]:
     return [prefix + ":".join(entity) for entity in zip(*parts, strict=True)]
 
 
-def _raise_clash(plan: FeaturePlan, rows: list[Mapping[str, Any]]) -> None:
+def _clash_error(plan: FeaturePlan, rows: list[Mapping[str, Any]]) -> EntityError:
+    """Which row has a field named like a feature column (its output lost that field)."""
     for index, row in enumerate(rows):
         if not plan.column_set.isdisjoint(row):
             clash = sorted(plan.column_set.intersection(row))[0]
-            raise EntityError(f"entity row {index}: field {clash!r} clashes with a feature column")
+            return EntityError(f"entity row {index}: field {clash!r} clashes with a feature column")
+    return EntityError("entity rows: a field clashes with a feature column")
 
 
 def _row_error(rows: list[Mapping[str, Any]], name: str, view_name: str) -> EntityError:
