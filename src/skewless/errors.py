@@ -101,3 +101,17 @@ class ValidationFailed(SkewlessError):
 
 class DriftDetected(SkewlessError):
     """A committed partition's feature distribution drifted past ``validation.drift_psi_fail``."""
+
+
+class OnlineTimeRefused(SkewlessError):
+    """An online read asked about a time before the stored row: the store holds only the latest row.
+
+    Carries the view, the entity and the stored ``feature_ts`` so the caller can tell which key
+    is newer than the request (the training join answers such past times).
+    """
+
+    def __init__(self, message: str, *, view: str, entity: dict[str, object], feature_ts: str) -> None:
+        self.view = view
+        self.entity = entity
+        self.feature_ts = feature_ts
+        super().__init__(message)
