@@ -116,7 +116,8 @@ def plan_command(context: Context, defs: str | None, fmt: str) -> int:
 @click.option("--defs", type=click.Path(), default=None, help="Feature definitions folder.")
 @pass_context
 def apply(context: Context, defs: str | None) -> int:
-    """Publish the compiled registry (refused on breaking changes)."""
+    """Publish the compiled registry (refused on breaking changes, or when another apply
+    published since the plan read the deployed registry)."""
     from skewless.plan import render_text
     from skewless.registry import publish_registry
 
@@ -124,10 +125,11 @@ def apply(context: Context, defs: str | None) -> int:
     click.echo(render_text(result))
     if result.breaking:
         raise PlanRefused(result.breaking)
-    if not result.has_changes:
-        return 0
-    registry_hash = publish_registry(context.settings.registry_uri, manifest)
-    click.echo(f"\nApplied registry {registry_hash[:12]} to {context.settings.registry_uri}")
+    # Compare-and-set against the registry this plan was computed from. Without changes it
+    # writes nothing, unless the deployed registry lacks a view's schedule start date.
+    registry_hash = publish_registry(context.settings.registry_uri, manifest, expected=result.old_hash)
+    if result.has_changes:
+        click.echo(f"\nApplied registry {registry_hash[:12]} to {context.settings.registry_uri}")
     return 0
 
 

@@ -47,6 +47,24 @@ class RegistryError(SkewlessError):
     """The deployed registry is missing, unreadable or incompatible."""
 
 
+class RegistryChanged(RegistryError):
+    """``apply`` lost a race: the deployed registry is no longer the one its plan was computed against."""
+
+    def __init__(self, uri: str, expected: str | None, found: str | None) -> None:
+        self.uri = uri
+        self.expected = expected
+        self.found = found
+
+        def name(registry_hash: str | None) -> str:
+            return f"registry {registry_hash[:12]}" if registry_hash else "no registry"
+
+        super().__init__(
+            f"{uri} changed since the plan read it: planned against {name(expected)}, now"
+            f" {name(found)} is deployed (another apply published first); re-run `skewless plan`"
+            " and `skewless apply`"
+        )
+
+
 class PlanRefused(SkewlessError):
     """``plan``/``apply`` found breaking changes (a feature's meaning changed without a version bump)."""
 

@@ -7,6 +7,7 @@ server thread could never answer it (the call hangs until its timeout).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,11 +25,11 @@ from deltalake import write_deltalake
 
 from skewless.cli import main
 from skewless.compile import compile_tree
-from skewless.errors import TableError
+from skewless.errors import RegistryChanged, TableError
 from skewless.offline.catalog import committed_partitions
 from skewless.offline.storage_options import storage_options
 from skewless.registry import history_uri, publish_registry, read_registry
-from skewless.storage import StorageError
+from skewless.storage import StorageError, read_text, update_text, write_text
 
 _SERVER = """\
 import sys
@@ -151,7 +152,9 @@ def test_apply_publishes_the_registry_to_s3_and_plan_reads_it_back(
     assert f"Applied registry {manifest.registry_hash[:12]} to {registry}" in capsys.readouterr().out
     history_key = f"offline/_registry/history/{manifest.registry_hash}.json"
     assert s3.object_keys() == [history_key, "offline/_registry/registry.json"]
-    assert s3.text("offline/_registry/registry.json") == manifest.to_json()
+    pointer = json.loads(s3.text("offline/_registry/registry.json"))
+    assert sorted(pointer.pop("schedule_start")) == ["merchant_txn"]  # deployment state, not hashed
+    assert pointer == json.loads(manifest.to_json())
     assert s3.text(history_key) == manifest.to_json()
     assert read_registry(registry) == manifest
 
@@ -227,3 +230,39 @@ def test_committed_partitions_on_s3(s3: Bucket) -> None:
 def test_committed_partitions_in_a_missing_bucket_is_a_table_error(s3: Bucket) -> None:
     with pytest.raises(TableError, match="cannot read the Delta log of s3://no-such-bucket"):
         committed_partitions(f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/t")
+
+
+def test_publishing_on_s3_is_a_compare_and_set(s3: Bucket, tmp_path: Path) -> None:
+    uri = f"s3://{s3.name}/reg/registry.json"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "defs.yaml").write_text(VIEW, encoding="utf-8")
+    base = compile_tree(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "defs.yaml").write_text(VIEW.replace("ttl: 2d", "ttl: 3d"), encoding="utf-8")
+    other = compile_tree(tmp_path / "b")
+    publish_registry(uri, base)
+    with pytest.raises(RegistryChanged, match=f"now registry {base.registry_hash[:12]} is deployed"):
+        publish_registry(uri, other)  # planned against "nothing deployed"
+    with pytest.raises(RegistryChanged, match=f"planned against registry {other.registry_hash[:12]}"):
+        publish_registry(uri, other, expected=other.registry_hash)
+    assert read_registry(uri) == base
+    publish_registry(uri, other, expected=base.registry_hash)
+    assert read_registry(uri) == other
+
+
+def test_update_text_on_s3_redecides_after_losing_a_conditional_write(s3: Bucket) -> None:
+    uri = f"s3://{s3.name}/cas.txt"
+    seen: list[str | None] = []
+
+    def append(current: str | None) -> str:
+        seen.append(current)
+        if len(seen) <= 2:  # another writer gets in between our read and our write, twice
+            write_text(uri, f"{current or ''}[other {len(seen)}]")
+        return f"{current or ''}[ours]"
+
+    # the object is absent on the first read (If-None-Match: *), present on the next (If-Match)
+    assert update_text(uri, append) is True
+    assert seen == [None, "[other 1]", "[other 1][other 2]"]
+    assert read_text(uri) == "[other 1][other 2][ours]"
+    assert update_text(uri, lambda current: None) is False
+    assert read_text(uri) == "[other 1][other 2][ours]"
