@@ -102,7 +102,7 @@ def generate(root: Path, feature_rows: int, spine_rows: int) -> dict[str, str]:
 
 
 def _spark(task: dict[str, Any]) -> dict[str, Any]:
-    from skewless.pit.training_set import build_training_set
+    from skewless.pit.training_set import build_training_set, inspect_spine
     from skewless.registry import require_registry
     from skewless.runtime.settings import Settings, SparkSettings
     from skewless.runtime.spark import get_spark
@@ -124,7 +124,7 @@ def _spark(task: dict[str, Any]) -> dict[str, Any]:
             spark,
             settings,
             manifest,
-            spine_path=task["spine"],
+            spine=inspect_spine(task["spine"]),
             out=out,
             features="user_activity:clicks_1d,user_activity:spend_7d",
             method=task["method"],

@@ -9,33 +9,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from skewless.errors import SkewlessError
 from skewless.jobs_cli import job_parser, run_job
 from skewless.runtime.settings import Settings
 
 
 def body(args: argparse.Namespace, settings: Settings) -> str:
-    from skewless.pit.training_set import build_training_set, rebuild_training_set
-    from skewless.registry import require_registry
-    from skewless.runtime.spark import get_spark
+    from skewless.pit.training_set import training_set_command
 
-    if not args.rebuild and (not args.spine or (args.service is None) == (args.features is None)):
-        raise SkewlessError("give --spine and exactly one of --service or --features (or --rebuild)")
-    spark = get_spark(settings, app_name="skewless-training-set")
-    if args.rebuild:
-        record = rebuild_training_set(spark, settings, args.rebuild, out=args.out, output_format=args.format)
-    else:
-        record = build_training_set(
-            spark,
-            settings,
-            require_registry(settings.registry_uri),
-            spine_path=args.spine,
-            out=args.out,
-            features=args.features,
-            service=args.service,
-            timestamp_column=args.timestamp_column,
-            output_format=args.format or "parquet",
-        )
+    record = training_set_command(
+        settings,
+        out=args.out,
+        spine_path=args.spine,
+        features=args.features,
+        service=args.service,
+        timestamp_column=args.timestamp_column,
+        output_format=args.format,
+        rebuild=args.rebuild,
+    )
     return f"wrote {record.spine_rows} rows to {args.out}"
 
 

@@ -226,7 +226,7 @@ def main() -> int:
                 if str(run.state) != "success":
                     raise SystemExit(f"{dag.dag_id} failed; see {AIRFLOW_HOME}/logs")
 
-        from skewless.pit.training_set import build_training_set
+        from skewless.pit.training_set import build_training_set, inspect_spine
 
         with step("training set for fraud_model_v1 (point-in-time join)"):
             spine_rows = spine(data_root, DEMO / "spines" / "fraud", yesterday)
@@ -235,7 +235,7 @@ def main() -> int:
                 spark,
                 settings,
                 manifest,
-                spine_path=str(DEMO / "spines" / "fraud"),
+                spine=inspect_spine(str(DEMO / "spines" / "fraud")),
                 out=str(out),
                 service="fraud_model_v1",
                 timestamp_column="event_timestamp",

@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -69,9 +69,7 @@ def _defs(context: Context, defs: str | None) -> Path:
 @pass_context
 def validate(context: Context, defs: str | None, deep: bool) -> int:
     """Compile every definition; print every error with file:line."""
-    from skewless.compile import compile_tree
-
-    manifest = compile_tree(_defs(context, defs))
+    manifest = _compile(context, defs)
     if deep:
         from skewless.offline.deep import deep_validate
         from skewless.runtime.spark import get_spark
@@ -85,14 +83,21 @@ def validate(context: Context, defs: str | None, deep: bool) -> int:
     return 0
 
 
-def _plan(context: Context, defs: str | None) -> tuple[Manifest, Plan]:
+def _compile(context: Context, defs: str | None) -> Manifest:
+    """Compile the tree; sources without ``columns:`` get their types from their files when readable."""
     from skewless.compile import compile_tree
+    from skewless.offline.inputs import source_column_reader
+
+    return compile_tree(_defs(context, defs), source_column_reader(context.settings))
+
+
+def _plan(context: Context, defs: str | None) -> tuple[Manifest, Plan]:
     from skewless.offline.catalog import committed_ranges
     from skewless.plan import plan
     from skewless.registry import read_registry
 
     settings = context.settings
-    manifest = compile_tree(_defs(context, defs))
+    manifest = _compile(context, defs)
     deployed = read_registry(settings.registry_uri)
     # Tables of both manifests: a re-added view may find its old table still holding partitions.
     ranges = committed_ranges(settings, manifest, *([deployed] if deployed else []))
@@ -139,6 +144,13 @@ def _registry(context: Context) -> Manifest:
     return require_registry(context.settings.registry_uri)
 
 
+def _check_range(manifest: Manifest, view: str, start: datetime | date, end: datetime | date) -> None:
+    """Usage problems a Spark job would only find after its session started."""
+    manifest.view(view)  # UnknownObjectError naming the views there are
+    if end < start:
+        raise click.UsageError(f"--end {end:%Y-%m-%d} is before --start {start:%Y-%m-%d}")
+
+
 def _echo_run(result: RunResult) -> None:
     days = "" if result.start == result.end else f"..{result.end}"
     click.echo(
@@ -172,6 +184,7 @@ def _run_range(context: Context, view: str, start: datetime, end: datetime, comm
     from skewless.runtime.spark import get_spark
 
     manifest = _registry(context)
+    _check_range(manifest, view, start, end)
     spark = get_spark(context.settings, app_name=f"skewless-{command}-{view}")
     done = run_range(spark, context.settings, manifest, view, start.date(), end.date(), raise_on_drift=False)
     _echo_run(done.run)
@@ -214,6 +227,7 @@ def materialize(
         raise click.UsageError("give either --ds DATE or both --start DATE and --end DATE")
     first, last = (ds.date(), ds.date()) if ds is not None else (start.date(), end.date())  # type: ignore[union-attr]
     manifest = _registry(context)
+    _check_range(manifest, view, first, last)
     spark = get_spark(context.settings, app_name=f"skewless-materialize-{view}")
     result = publish(spark, context.settings, manifest, view, first, last, transport=transport)
     days = str(first) if first == last else f"{first}..{last}"
@@ -304,32 +318,19 @@ def training_set(
     method: str,
 ) -> int:
     """Point-in-time join of a spine with features; writes the rows and a manifest."""
-    from skewless.pit.training_set import build_training_set, rebuild_training_set
-    from skewless.runtime.spark import get_spark
+    from skewless.pit.training_set import training_set_command
 
-    settings = context.settings
-    if rebuild is not None:
-        if service or features or spine:
-            raise click.UsageError("--rebuild takes the features and spine from the manifest")
-        spark = get_spark(settings, app_name="skewless-training-set-rebuild")
-        record = rebuild_training_set(spark, settings, rebuild, out=out, output_format=fmt)  # type: ignore[arg-type]
-    else:
-        if spine is None or (service is None) == (features is None):
-            raise click.UsageError("give --spine and exactly one of --service or --features")
-        manifest = _registry(context)
-        spark = get_spark(settings, app_name="skewless-training-set")
-        record = build_training_set(
-            spark,
-            settings,
-            manifest,
-            spine_path=spine,
-            out=out,
-            features=features,
-            service=service,
-            timestamp_column=timestamp_column,
-            output_format=fmt or "parquet",  # type: ignore[arg-type]
-            method=method,
-        )
+    record = training_set_command(
+        context.settings,
+        out=out,
+        spine_path=spine,
+        features=features,
+        service=service,
+        timestamp_column=timestamp_column,
+        output_format=fmt,  # type: ignore[arg-type]
+        method=method,
+        rebuild=rebuild,
+    )
     tables = ", ".join(
         f"{name} at Delta version {t.version} ({t.path} join)" for name, t in sorted(record.tables.items())
     )
@@ -363,24 +364,49 @@ def check_skew_command(context: Context, view: str, sample: int, seed: int) -> i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: the one place that turns errors into messages and exit codes."""
+    """Entry point: the one place that turns errors into messages and exit codes.
+
+    Every failure is exit 1 and one line on stderr (``--debug`` re-raises for the traceback);
+    usage errors too, so scripts can tell success from failure without parsing text.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
     try:
         # Without standalone mode click raises instead of exiting, and returns the command's
         # return value, or the code of a ``ctx.exit`` (0 after --help and --version).
         result = cli.main(args=args, prog_name="skewless", standalone_mode=False)
-    except SkewlessError as exc:
-        if "--debug" in args:
-            raise
-        click.echo(f"error: {exc}", err=True)
-        return 1
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "skewless"
+        click.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)
+        return 1
     except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+        click.echo(f"error: {exc.format_message()}", err=True)
+        return 1
+    except Exception as exc:  # the one handler: no traceback for the user without --debug
+        if debug:
+            raise
+        click.echo(f"error: {describe_failure(exc)}", err=True)
+        return 1
     return result if isinstance(result, int) else 0
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for any failure: the user's own error as written, else where it came from."""
+    if isinstance(exc, SkewlessError):
+        return str(exc)
+    text = str(exc)
+    # An error raised on an executor (e.g. a Redis write in foreachPartition) comes back wrapped
+    # in Spark's traceback text; the original skewless message is the line that names its class.
+    for line in text.splitlines():
+        if "skewless.errors." in line and ": " in line:
+            return line.split("skewless.errors.", 1)[1].split(": ", 1)[1].strip()
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if type(exc).__module__.startswith(("pyspark", "py4j")):
+        return f"Spark failed: {first[:500]} (rerun with --debug for the full trace)"
+    return f"unexpected {type(exc).__name__}: {first[:500]} (rerun with --debug for the traceback)"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,7 +25,9 @@ from skewless.pit.request import resolve
 from skewless.pit.training_set import (
     build_training_set,
     get_training_set,
+    inspect_spine,
     point_in_time,
+    prepare_rebuild,
     rebuild_training_set,
 )
 from skewless.runtime.settings import Settings
@@ -380,7 +382,7 @@ def test_training_set_manifest_rebuilds_the_same_rows_after_new_commits(spark: A
         spark,
         settings,
         manifest,
-        spine_path=spine_path,
+        spine=inspect_spine(spine_path),
         out=str(tmp_path / "ts1"),
         service=None,
         features=",".join(FEATURES),
@@ -396,13 +398,15 @@ def test_training_set_manifest_rebuilds_the_same_rows_after_new_commits(spark: A
         spark,
         settings,
         manifest,
-        spine_path=spine_path,
+        spine=inspect_spine(spine_path),
         out=str(tmp_path / "ts2"),
         features=",".join(FEATURES),
     )
     assert fresh.tables["profile"].version == first.tables["profile"].version + 1
 
-    rebuilt = rebuild_training_set(spark, settings, str(tmp_path / "ts1"), out=str(tmp_path / "ts3"))
+    rebuilt = rebuild_training_set(
+        spark, settings, prepare_rebuild(settings, str(tmp_path / "ts1"), str(tmp_path / "ts3"))
+    )
     assert rebuilt.tables["profile"].version == first.tables["profile"].version
 
     def read(p, fmt):

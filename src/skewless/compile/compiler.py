@@ -8,7 +8,8 @@ the loader's problems.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,13 +44,36 @@ from skewless.spec.models import (
 ONE_DAY = timedelta(days=1)
 
 
-def compile_tree(defs: Path) -> Manifest:
+@dataclass(frozen=True)
+class SourceColumns:
+    """Column types of a source read from its own files (Parquet footers, Delta log).
+
+    ``columns`` is None when the source could not be read (``problem`` says why): compilation then
+    needs types declared under the source's ``columns:``, as in a pull-request check without data.
+    """
+
+    columns: Mapping[str, str] | None
+    origin: str
+    """Where the types were read, for messages (e.g. ``read from data/raw/transactions``)."""
+    problem: str | None = None
+
+
+SourceColumnReader = Callable[[Source], SourceColumns]
+
+
+def compile_tree(defs: Path, read_columns: SourceColumnReader | None = None) -> Manifest:
     """Load, validate and resolve every definition under ``defs``.
 
-    Raises :class:`SpecError` carrying every problem of the tree.
+    ``read_columns`` reads a source's column types when its YAML declares none (I/O stays with
+    the caller; compilation itself is pure). Raises :class:`SpecError` with every problem.
     """
     tree = load_tree(defs)
-    manifest, problems = compile_objects(tree.objects, unresolved=tree.unresolved)
+    known: dict[str, SourceColumns] = {}
+    if read_columns is not None:
+        for item in tree.objects:
+            if isinstance(item.obj, Source) and item.obj.columns is None:
+                known[item.obj.name] = read_columns(item.obj)
+    manifest, problems = compile_objects(tree.objects, unresolved=tree.unresolved, source_columns=known)
     all_problems = [*tree.problems, *problems]
     if all_problems or manifest is None:
         raise SpecError(all_problems)
@@ -57,16 +81,24 @@ def compile_tree(defs: Path) -> Manifest:
 
 
 def compile_objects(
-    objects: Sequence[Located], unresolved: Iterable[tuple[str, str]] = ()
+    objects: Sequence[Located],
+    unresolved: Iterable[tuple[str, str]] = (),
+    source_columns: Mapping[str, SourceColumns] | None = None,
 ) -> tuple[Manifest | None, list[SpecProblem]]:
     """Resolve references and check cross-object rules. Returns the manifest when there is no problem."""
-    return _Compiler(objects, frozenset(unresolved)).run()
+    return _Compiler(objects, frozenset(unresolved), source_columns or {}).run()
 
 
 class _Compiler:
-    def __init__(self, objects: Sequence[Located], unresolved: frozenset[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        objects: Sequence[Located],
+        unresolved: frozenset[tuple[str, str]],
+        source_columns: Mapping[str, SourceColumns],
+    ) -> None:
         self.problems: list[SpecProblem] = []
         self.unresolved = unresolved
+        self.read_columns = source_columns
         self.by_kind: dict[str, dict[str, Located]] = defaultdict(dict)
         for item in objects:
             name = item.obj.name
@@ -118,12 +150,28 @@ class _Compiler:
         source = item.obj
         assert isinstance(source, Source)  # narrowed by the caller; not user input
         declared = source.columns
-        if declared is not None:
+        read = self.read_columns.get(source.name)
+        known = declared if declared is not None else (read.columns if read is not None else None)
+        if known is not None:
             for field in ("timestamp", "created_timestamp", "partition_column"):
                 column = getattr(source, field)
-                if column is not None and column not in declared:
+                if column is None:
+                    continue
+                if column not in known:
+                    message = (
+                        f"column {column!r} is not declared under columns"
+                        if declared is not None
+                        else _absent_message(column, source.name, read)
+                    )
+                    self.problems.append(item.problem((field,), message))
+                elif (
+                    field != "partition_column"
+                    and known[column] != "timestamp"
+                    and not (known[column] == "string" and source.timestamp_format)
+                ):
+                    hint = "; declare timestamp_format" if known[column] == "string" else ""
                     self.problems.append(
-                        item.problem((field,), f"column {column!r} is not declared under columns")
+                        item.problem((field,), f"column {column!r} is {known[column]}, not a timestamp{hint}")
                     )
         return SourceSpec(
             name=source.name,
@@ -135,6 +183,18 @@ class _Compiler:
             partition_column=source.partition_column,
             columns=dict(sorted(declared.items())) if declared is not None else None,
         )
+
+    def _known_columns(self, source: SourceSpec) -> Mapping[str, str] | None:
+        """Declared column types, else the ones read from the source's files (None: unknown)."""
+        if source.columns is not None:
+            return source.columns
+        read = self.read_columns.get(source.name)
+        return read.columns if read is not None else None
+
+    def _absent(self, column: str, source: SourceSpec) -> str:
+        if source.columns is not None:
+            return f"column {column!r} is not declared in source {source.name!r}"
+        return _absent_message(column, source.name, self.read_columns.get(source.name))
 
     def _view(
         self, item: Located, entities: dict[str, EntitySpec], sources: dict[str, SourceSpec]
@@ -191,24 +251,29 @@ class _Compiler:
                     item.problem(path, f"{feature.name!r} is a join key of entity {view.entity!r}")
                 )
 
-        if source is not None and source.columns is not None:
+        known = self._known_columns(source) if source is not None else None
+        if source is not None and known is not None:
+            verb = "declares it" if source.columns is not None else "has it as"
             for key in view_keys:
-                declared = source.columns.get(key.name)
+                declared = known.get(key.name)
                 if declared is None:
-                    self.problems.append(
-                        item.problem(
-                            ("entity",),
-                            f"join key {key.name!r} is not a declared column of source {source.name!r}",
-                        )
+                    where = (
+                        f"is not a declared column of source {source.name!r}"
+                        if source.columns is not None
+                        else _absent_message(key.name, source.name, self.read_columns.get(source.name))
                     )
+                    self.problems.append(item.problem(("entity",), f"join key {key.name!r} {where}"))
                 elif declared != key.dtype:
                     self.problems.append(
                         item.problem(
                             ("entity",),
                             f"join key {key.name!r} is {key.dtype} but source {source.name!r} "
-                            f"declares it {declared}",
+                            f"{verb} {declared}",
                         )
                     )
+        if source is not None and view.filter:
+            for problem in filter_problems(view.filter, known):
+                self.problems.append(item.problem(("filter",), problem))
 
         features: list[FeatureSpec] = []
         for index, feature in enumerate(view_features):
@@ -220,12 +285,24 @@ class _Compiler:
             if spec is not None:
                 features.append(spec)
 
+        dtypes = {f.name: f.dtype for f in features}
         for index, expectation in enumerate(view.expectations):
             if expectation.feature not in seen:
                 self.problems.append(
                     item.problem(
                         ("expectations", index, "feature"),
                         f"unknown feature {expectation.feature!r} of view {view.name!r}",
+                    )
+                )
+            elif (
+                expectation.between is not None
+                and dtypes.get(expectation.feature, "int64") not in NUMERIC_DTYPES
+            ):
+                self.problems.append(
+                    item.problem(
+                        ("expectations", index, "between"),
+                        f"needs a numeric feature, but {expectation.feature!r} is "
+                        f"{dtypes[expectation.feature]}",
                     )
                 )
 
@@ -297,15 +374,11 @@ class _Compiler:
                 item.problem((*path, "column"), f"function {feature.function!r} needs a column")
             )
         column_dtype = None
-        if feature.column is not None and source is not None and source.columns is not None:
-            column_dtype = source.columns.get(feature.column)
+        known = self._known_columns(source) if source is not None else None
+        if feature.column is not None and source is not None and known is not None:
+            column_dtype = known.get(feature.column)
             if column_dtype is None:
-                self.problems.append(
-                    item.problem(
-                        (*path, "column"),
-                        f"column {feature.column!r} is not declared in source {source.name!r}",
-                    )
-                )
+                self.problems.append(item.problem((*path, "column"), self._absent(feature.column, source)))
         if feature.function in NEEDS_NUMERIC and column_dtype is not None:
             if column_dtype not in NUMERIC_DTYPES:
                 self.problems.append(
@@ -331,11 +404,14 @@ class _Compiler:
             # the source or the column is already reported; do not echo it as an unknown type
             return None
         if dtype is None:
+            read = self.read_columns.get(source.name) if source is not None else None
+            why = f" ({read.problem})" if read is not None and read.problem else ""
             self.problems.append(
                 item.problem(
                     (*path, "dtype"),
-                    f"cannot tell the type of {feature.function}({feature.column}): declare the "
-                    "column under the source's columns, or set dtype",
+                    f"cannot tell the type of {feature.function}({feature.column}): declare "
+                    f"{feature.column!r} under the columns of source {source.name if source else '?'!r}, "
+                    f"or set dtype{why}",
                 )
             )
         elif feature.dtype is not None and feature.dtype != dtype:
@@ -371,22 +447,19 @@ class _Compiler:
         source: SourceSpec | None,
     ) -> FeatureSpec | None:
         column = feature.column or feature.name
-        if source is not None and source.columns is not None:
-            declared = source.columns.get(column)
+        known = self._known_columns(source) if source is not None else None
+        if source is not None and known is not None:
+            declared = known.get(column)
             field = "column" if feature.column else "name"
             if declared is None:
-                self.problems.append(
-                    item.problem(
-                        ("features", index, field),
-                        f"column {column!r} is not declared in source {source.name!r}",
-                    )
-                )
+                self.problems.append(item.problem(("features", index, field), self._absent(column, source)))
                 return None
-            if declared != feature.dtype:
+            if declared != feature.dtype and not (declared == "int64" and feature.dtype == "float64"):
+                verb = "declares" if source.columns is not None else "has"
                 self.problems.append(
                     item.problem(
                         ("features", index, "dtype"),
-                        f"source {source.name!r} declares {column!r} as {declared}",
+                        f"source {source.name!r} {verb} {column!r} as {declared}",
                     )
                 )
                 return None
@@ -435,3 +508,42 @@ def _aggregation_dtype(function: str, column_dtype: str | None) -> str | None:
     if function in ("avg", "stddev"):
         return "float64"
     return column_dtype  # sum, min, max, last keep the column's type
+
+
+def _absent_message(column: str, source: str, read: SourceColumns | None) -> str:
+    if read is None or read.columns is None:
+        return f"column {column!r} is not in source {source!r}"
+    return (
+        f"column {column!r} is not in source {source!r} ({read.origin}; it has "
+        f"{', '.join(sorted(read.columns)) or 'no usable columns'})"
+    )
+
+
+def filter_problems(text: str, columns: Mapping[str, str] | None) -> list[str]:
+    """A view filter that does not parse, or (when the columns are known) names an unknown column.
+
+    Parsed with sqlglot's Spark dialect, so ``validate`` catches these without Spark or data;
+    ``validate --deep`` still resolves the filter against the real source with Spark.
+    """
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
+    try:
+        tree = sqlglot.parse_one(text, read="spark")
+    except ParseError as exc:
+        detail = exc.errors[0]["description"] if exc.errors else str(exc).splitlines()[0]
+        return [f"not a valid SQL expression: {detail}"]
+    if tree is None:
+        return ["not a valid SQL expression"]
+    if columns is None:
+        return []
+    problems = []
+    for reference in tree.find_all(exp.Column):
+        # ``a.b`` is field b of struct column a in a filter over one source.
+        name = reference.table or reference.name
+        if name and name not in columns:
+            problems.append(
+                f"column {name!r} is not a column of the source (it has {', '.join(sorted(columns))})"
+            )
+    return sorted(set(problems))

@@ -48,7 +48,10 @@ def committed_partitions(table_uri: str, version: int | None = None) -> list[dat
 
 
 def is_delta_table(uri: str) -> bool:
-    return bool(DeltaTable.is_deltatable(uri, storage_options=storage_options(uri)))
+    try:
+        return bool(DeltaTable.is_deltatable(uri, storage_options=storage_options(uri)))
+    except OSError:  # delta-rs raises "Not a directory" for a file instead of answering False
+        return False
 
 
 def table_version(table_uri: str) -> int | None:

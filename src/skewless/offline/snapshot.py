@@ -14,32 +14,15 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 
-def _compatible(actual: str, dtype: str) -> bool:
-    """Source types that convert to a feature dtype without loss of meaning."""
-    allowed = {
-        "int64": {"bigint", "int", "smallint", "tinyint"},
-        "float64": {"double", "float", "bigint", "int", "smallint", "tinyint"},
-        "string": {"string"},
-        "bool": {"boolean"},
-    }
-    return actual in allowed[dtype]
-
-
 def snapshot_rows(events: DataFrame, view: ViewSpec, created_ts: datetime) -> DataFrame:
     """Source events -> the view's rows: keys, ds (event day), feature_ts (event time), created_ts."""
     from pyspark.sql import functions as F
 
-    features = []
-    for feature in view.features:
-        column = feature.column or feature.name
-        actual = events.schema[column].dataType.simpleString()
-        if not _compatible(actual, feature.dtype):
-            raise DataError(
-                f"feature {feature.name!r} is {feature.dtype}, but the source column is {actual}",
-                source=view.source.name,
-                column=column,
-            )
-        features.append(F.col(column).cast(spark_type(feature.dtype)).alias(feature.name))
+    # read_events already refused columns that cannot be cast safely to their feature's dtype.
+    features = [
+        F.col(feature.column or feature.name).cast(spark_type(feature.dtype)).alias(feature.name)
+        for feature in view.features
+    ]
     created = F.col(CREATED) if CREATED in events.columns else F.lit(created_ts).cast("timestamp")
     return events.select(
         *view.key_names,

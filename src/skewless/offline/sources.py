@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 
 from skewless.errors import DataError
 from skewless.manifest import SourceSpec, ViewSpec
+from skewless.offline.inputs import InputError, InputSet, inspect_input, read_input
 from skewless.runtime.settings import Settings
+from skewless.spec.models import NEEDS_NUMERIC
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -23,27 +25,25 @@ DAY = "_day"
 CREATED = "_created"
 
 
-def _read_raw(spark: SparkSession, settings: Settings, source: SourceSpec) -> DataFrame:
-    from pyspark.errors import AnalysisException
-
-    from skewless.errors import TableError
-    from skewless.offline.delta import delta_tables
-
-    uri = settings.source_uri(source.path)
+def inspect_source(settings: Settings, source: SourceSpec) -> InputSet:
+    """The source's files and schema (no Spark); a bad path is a :class:`DataError` naming it."""
     try:
-        if source.format == "delta":
-            return delta_tables(spark).read_any(uri)
-        return spark.read.parquet(uri)
-    except TableError as exc:
+        return inspect_input(settings.source_uri(source.path), source.format)
+    except InputError as exc:
         raise DataError(str(exc), source=source.name) from None
-    except AnalysisException as exc:
-        message = str(exc).strip().splitlines()[0]
-        raise DataError(f"cannot read {uri}: {message}", source=source.name) from None
+
+
+def _read_raw(spark: SparkSession, settings: Settings, source: SourceSpec) -> tuple[DataFrame, InputSet]:
+    inputs = inspect_source(settings, source)
+    try:
+        return read_input(spark, inputs), inputs
+    except InputError as exc:
+        raise DataError(str(exc), source=source.name) from None
 
 
 def source_schema_frame(spark: SparkSession, settings: Settings, source: SourceSpec) -> DataFrame:
-    """The raw source as Spark sees it (used by ``validate --deep``)."""
-    return _read_raw(spark, settings, source)
+    """The raw source as Spark sees it after normalisation (used by ``validate --deep``)."""
+    return _read_raw(spark, settings, source)[0]
 
 
 def _require_columns(frame: DataFrame, source: SourceSpec, uri: str, columns: Iterable[str]) -> None:
@@ -57,41 +57,72 @@ def _require_columns(frame: DataFrame, source: SourceSpec, uri: str, columns: It
             )
 
 
-def timestamp_column(frame: DataFrame, source: SourceSpec, uri: str, column: str) -> Column:
-    """The source's timestamp as a UTC ``TimestampType`` column, or a clear error."""
+def timestamp_column(frame: DataFrame, source: SourceSpec, where: str, column: str) -> Column:
+    """The source's timestamp as a UTC ``TimestampType`` column, or a clear error.
+
+    Every Parquet encoding (ns, us, ms, INT96, with or without zone) already arrives as a UTC
+    timestamp from :func:`skewless.offline.inputs.read_input`.
+    """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
     data_type = frame.schema[column].dataType
     if isinstance(data_type, T.TimestampType):
         return F.col(column)
-    if isinstance(data_type, T.TimestampNTZType):
-        # Documented rule: a timestamp without a zone is UTC (the session zone is UTC).
-        return F.col(column).cast(T.TimestampType())
     if isinstance(data_type, T.StringType) and source.timestamp_format:
         return F.to_timestamp(F.col(column), source.timestamp_format)
     hint = "declare timestamp_format on the source" if isinstance(data_type, T.StringType) else ""
     raise DataError(
-        f"expected a timestamp, found {data_type.simpleString()} in {uri}" + (f"; {hint}" if hint else ""),
+        f"expected a timestamp, found {data_type.simpleString()} in {where}" + (f"; {hint}" if hint else ""),
         source=source.name,
         column=column,
     )
 
 
-def _key_column(frame: DataFrame, source: SourceSpec, uri: str, name: str, dtype: str) -> Column:
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
+# Spark types (after read_input's widening) each skewless dtype accepts without losing meaning.
+_ACCEPTS = {
+    "int64": ("bigint",),
+    "float64": ("double", "bigint"),
+    "string": ("string",),
+    "bool": ("boolean",),
+    "timestamp": ("timestamp",),
+    "date": ("date",),
+}
 
-    data_type = frame.schema[name].dataType
-    if dtype == "string" and isinstance(data_type, T.StringType):
-        return F.col(name)
-    if dtype == "int64" and isinstance(data_type, (T.LongType, T.IntegerType, T.ShortType, T.ByteType)):
-        return F.col(name).cast(T.LongType())
-    raise DataError(
-        f"join key must be {dtype}, found {data_type.simpleString()} in {uri}",
-        source=source.name,
-        column=name,
-    )
+
+def _typed_column(
+    frame: DataFrame, source: SourceSpec, where: str, name: str, dtype: str, role: str
+) -> Column:
+    """``name`` cast to ``dtype``, or a :class:`DataError` naming source, column and file."""
+    from pyspark.sql import functions as F
+
+    from skewless.offline.schemas import spark_type
+
+    actual = frame.schema[name].dataType.simpleString()
+    if actual not in _ACCEPTS[dtype]:
+        raise DataError(
+            f"{role} must be {dtype}, found {actual} in {where} (cannot be cast safely)",
+            source=source.name,
+            column=name,
+        )
+    return F.col(name).cast(spark_type(dtype))
+
+
+def value_dtypes(view: ViewSpec) -> dict[str, str]:
+    """Source column -> the dtype its values must have (columns whose type does not matter are absent).
+
+    Snapshot features store the column as their dtype; sum/min/max/last keep the column's type;
+    avg/stddev need any number; count and approx_count_distinct take any type.
+    """
+    out: dict[str, str] = {}
+    for feature in view.features:
+        if feature.column is None:
+            continue
+        if feature.function is None or feature.function in ("sum", "min", "max", "last"):
+            out.setdefault(feature.column, feature.dtype)
+        elif feature.function in NEEDS_NUMERIC:
+            out.setdefault(feature.column, "float64")
+    return out
 
 
 def day_bounds(days: Iterable[date]) -> tuple[date, date]:
@@ -109,25 +140,27 @@ def read_events(
 ) -> DataFrame:
     """Events of ``view``'s source whose UTC day is in ``days``, filtered, with typed keys.
 
-    Prunes the source's date partitions when it declares ``partition_column``.
+    Prunes the source's date partitions when it declares ``partition_column``. Value columns
+    whose type matters (:func:`value_dtypes`) are checked and cast; the others pass as read.
     """
     from pyspark.sql import functions as F
 
     wanted = sorted(set(days))
     source = view.source
-    uri = settings.source_uri(source.path)
-    raw = _read_raw(spark, settings, source)
+    raw, inputs = _read_raw(spark, settings, source)
+    where = f"file {inputs.first_file}"
     needed = [*view.key_names, source.timestamp, *value_columns]
     if source.created_timestamp:
         needed.append(source.created_timestamp)
-    _require_columns(raw, source, uri, needed)
+    _require_columns(raw, source, inputs.uri, needed)
 
     if source.partition_column:
-        _require_columns(raw, source, uri, [source.partition_column])
-        # The partition holds the event's UTC date; prune on it before touching any file.
+        _require_columns(raw, source, inputs.uri, [source.partition_column])
+        # The partition holds the event's UTC date (a date, or a yyyy-MM-dd string); prune on it
+        # before touching any file.
         partition = F.col(source.partition_column).cast("string")
         raw = raw.where(partition.isin([d.isoformat() for d in wanted]))
-    ts = timestamp_column(raw, source, uri, source.timestamp)
+    ts = timestamp_column(raw, source, where, source.timestamp)
     start, end = day_bounds(wanted)
     frame = raw.withColumn(TS, ts).where(
         (F.col(TS) >= F.lit(start).cast("timestamp")) & (F.col(TS) < F.lit(end).cast("timestamp"))
@@ -137,10 +170,17 @@ def read_events(
         frame = frame.where(F.col(DAY).isin(wanted))
     if view.filter:
         frame = frame.where(F.expr(view.filter))
-    keys = [_key_column(raw, source, uri, k.name, k.dtype).alias(k.name) for k in view.join_keys]
-    extra = [F.col(c) for c in dict.fromkeys(value_columns) if c not in view.key_names]
+    keys = [
+        _typed_column(raw, source, where, k.name, k.dtype, "join key").alias(k.name) for k in view.join_keys
+    ]
+    typed = value_dtypes(view)
+    extra = [
+        (_typed_column(raw, source, where, c, typed[c], "value column") if c in typed else F.col(c)).alias(c)
+        for c in dict.fromkeys(value_columns)
+        if c not in view.key_names
+    ]
     if source.created_timestamp:
-        extra.append(timestamp_column(raw, source, uri, source.created_timestamp).alias(CREATED))
+        extra.append(timestamp_column(raw, source, where, source.created_timestamp).alias(CREATED))
     return frame.select(*keys, F.col(TS), F.col(DAY), *extra)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from skewless.errors import SkewlessError, TableError
 from skewless.manifest import FeatureRef, Manifest, ViewSpec
 from skewless.offline.delta import CommitInfo, DeltaTables, delta_tables
+from skewless.offline.inputs import InputError, InputSet, inspect_input, read_input
 from skewless.offline.schemas import view_schema
 from skewless.pit import join
 from skewless.pit.request import ViewRequest, resolve
@@ -53,6 +55,9 @@ class TrainingSetManifest(BaseModel):
     service: str | None
     spine_path: str | None
     spine_rows: int
+    spine_fingerprint: str | None = None
+    """Hash of the spine's file set and sizes (and Delta version): a rebuild refuses a changed spine."""
+    spine_delta_version: int | None = None
     timestamp_column: str
     tables: dict[str, PinnedTable]
     output_path: str | None = None
@@ -119,18 +124,20 @@ def point_in_time(
     return join.restore_spine_columns(result, spine.columns, requests), pinned, stats.rows
 
 
-def read_spine(spark: SparkSession, path: str) -> DataFrame:
-    """A spine stored as Parquet or as a Delta table."""
-    from pyspark.errors import AnalysisException
-
-    from skewless.offline.catalog import is_delta_table
-
-    if is_delta_table(path):
-        return delta_tables(spark).read_any(path)
+def inspect_spine(path: str, delta_version: int | None = None) -> InputSet:
+    """The spine's files (one Parquet file, a folder, a glob or a Delta table), checked without Spark."""
     try:
-        return spark.read.parquet(path)
-    except AnalysisException as exc:
-        raise SkewlessError(f"cannot read spine {path}: {str(exc).strip().splitlines()[0]}") from None
+        return inspect_input(path, delta_version=delta_version)
+    except InputError as exc:
+        raise SkewlessError(f"spine {exc}") from None
+
+
+def read_spine(spark: SparkSession, spine: InputSet) -> DataFrame:
+    """The spine's rows with normalised types (every Parquet timestamp encoding is a UTC timestamp)."""
+    try:
+        return read_input(spark, spine)
+    except InputError as exc:
+        raise SkewlessError(f"spine {exc}") from None
 
 
 def write_output(spark: SparkSession, frame: DataFrame, out: str, output_format: OutputFormat) -> None:
@@ -153,7 +160,7 @@ def build_training_set(
     settings: Settings,
     manifest: Manifest,
     *,
-    spine_path: str,
+    spine: InputSet,
     out: str,
     features: Sequence[FeatureRef] | str | None = None,
     service: str | None = None,
@@ -161,12 +168,14 @@ def build_training_set(
     output_format: OutputFormat = "parquet",
     method: str = "auto",
 ) -> TrainingSetManifest:
-    """``skewless training-set``: join, write the output, and write its manifest beside it."""
+    """``skewless training-set``: join, write the output, and write its manifest beside it.
+
+    ``spine`` comes from :func:`inspect_spine`, so a bad path fails before any Spark work.
+    """
     requests = resolve(manifest, features=features, service=service)
-    _refuse_existing(out)
-    spine = read_spine(spark, spine_path)
+    refuse_existing(out)
     frame, pinned, rows = point_in_time(
-        spark, settings, manifest, spine, requests, timestamp_column, method=method
+        spark, settings, manifest, read_spine(spark, spine), requests, timestamp_column, method=method
     )
     write_output(spark, frame, out, output_format)
     record = TrainingSetManifest(
@@ -174,8 +183,10 @@ def build_training_set(
         registry_hash=manifest.registry_hash,
         features=tuple(f"{r.view.name}:{f.feature.name}" for r in requests for f in r.features),
         service=service,
-        spine_path=spine_path,
+        spine_path=spine.uri,
         spine_rows=rows,
+        spine_fingerprint=spine.fingerprint,
+        spine_delta_version=spine.delta_version,
         timestamp_column=timestamp_column,
         tables=pinned,
         output_path=out,
@@ -186,11 +197,19 @@ def build_training_set(
     return record
 
 
-def _refuse_existing(out: str) -> None:
+def refuse_existing(out: str) -> None:
     from pathlib import Path
 
-    if not is_remote(out) and Path(out).exists() and any(Path(out).iterdir()):
+    if is_remote(out):
+        return
+    path = Path(out)
+    if path.is_file() or (path.is_dir() and any(path.iterdir())):
         raise SkewlessError(f"output {out} already exists; choose another --out")
+    parent = path.parent if not path.exists() else path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise SkewlessError(f"output {out} cannot be written ({parent} is not writable)")
 
 
 def load_training_manifest(uri: str) -> TrainingSetManifest:
@@ -203,30 +222,48 @@ def load_training_manifest(uri: str) -> TrainingSetManifest:
         raise SkewlessError(f"{uri}: not a training-set manifest ({exc})") from None
 
 
-def rebuild_training_set(
-    spark: SparkSession,
-    settings: Settings,
-    manifest_uri: str,
-    *,
-    out: str,
-    output_format: OutputFormat | None = None,
-) -> TrainingSetManifest:
-    """Reproduce a training set from its manifest: same registry, same Delta versions, same spine."""
+@dataclass(frozen=True)
+class Rebuild:
+    """Everything a rebuild needs, checked before Spark starts."""
+
+    record: TrainingSetManifest
+    registry: Manifest
+    requests: tuple[ViewRequest, ...]
+    spine: InputSet
+    out: str
+
+
+def prepare_rebuild(settings: Settings, manifest_uri: str, out: str) -> Rebuild:
+    """Check that a training set can be reproduced exactly: same registry, same spine files."""
     record = load_training_manifest(manifest_uri)
-    registry = _registry_at(settings, record.registry_hash)
     if record.spine_path is None:
         raise SkewlessError(f"{manifest_uri}: built from a DataFrame, not a spine path; cannot rebuild")
+    registry = _registry_at(settings, record.registry_hash)
     refs = [FeatureRef(view=v, feature=f) for v, _, f in (s.partition(":") for s in record.features)]
-    requests = resolve(registry, features=refs)
-    _refuse_existing(out)
-    spine = read_spine(spark, record.spine_path)
+    requests = tuple(resolve(registry, features=refs))
+    refuse_existing(out)
+    # A Delta spine is read at its recorded version; a Parquet spine must still be the same files.
+    spine = inspect_spine(record.spine_path, record.spine_delta_version)
+    if record.spine_fingerprint is not None and spine.fingerprint != record.spine_fingerprint:
+        raise SkewlessError(
+            f"spine {record.spine_path} changed since the training set was built (files added, removed "
+            "or rewritten); a rebuild would not reproduce it. Restore the spine, or build a new training set"
+        )
+    return Rebuild(record, registry, requests, spine, out)
+
+
+def rebuild_training_set(
+    spark: SparkSession, settings: Settings, rebuild: Rebuild, *, output_format: OutputFormat | None = None
+) -> TrainingSetManifest:
+    """Reproduce a training set from its manifest: same registry, same Delta versions, same spine."""
+    record = rebuild.record
     versions = {name: table.version for name, table in record.tables.items()}
     frame, pinned, rows = point_in_time(
         spark,
         settings,
-        registry,
-        spine,
-        requests,
+        rebuild.registry,
+        read_spine(spark, rebuild.spine),
+        rebuild.requests,
         record.timestamp_column,
         method=record.method,
         versions=versions,
@@ -237,17 +274,61 @@ def rebuild_training_set(
             f"{record.spine_rows}"
         )
     chosen: OutputFormat = output_format or record.output_format or "parquet"
-    write_output(spark, frame, out, chosen)
+    write_output(spark, frame, rebuild.out, chosen)
     rebuilt = record.model_copy(
         update={
             "created_at": datetime.now(UTC),
-            "output_path": out,
+            "output_path": rebuild.out,
             "output_format": chosen,
             "tables": pinned,
         }
     )
-    write_text(_manifest_uri(out), rebuilt.model_dump_json(indent=2) + "\n")
+    write_text(_manifest_uri(rebuild.out), rebuilt.model_dump_json(indent=2) + "\n")
     return rebuilt
+
+
+def training_set_command(
+    settings: Settings,
+    *,
+    out: str,
+    spine_path: str | None = None,
+    features: str | None = None,
+    service: str | None = None,
+    timestamp_column: str = "event_timestamp",
+    output_format: OutputFormat | None = None,
+    method: str = "auto",
+    rebuild: str | None = None,
+) -> TrainingSetManifest:
+    """What ``skewless training-set`` and ``jobs/training_set.py`` run: every check before Spark starts."""
+    from skewless.registry import require_registry
+    from skewless.runtime.spark import get_spark
+
+    if rebuild is not None:
+        if spine_path or features or service:
+            raise SkewlessError("--rebuild takes the features and spine from the manifest")
+        prepared = prepare_rebuild(settings, rebuild, out)
+        spark = get_spark(settings, app_name="skewless-training-set-rebuild")
+        return rebuild_training_set(spark, settings, prepared, output_format=output_format)
+    if spine_path is None or (service is None) == (features is None):
+        raise SkewlessError("give --spine and exactly one of --service or --features (or --rebuild)")
+    join.ensure_method(method)
+    manifest = require_registry(settings.registry_uri)
+    resolve(manifest, features=features, service=service)  # unknown features fail before Spark
+    refuse_existing(out)
+    spine = inspect_spine(spine_path)
+    spark = get_spark(settings, app_name="skewless-training-set")
+    return build_training_set(
+        spark,
+        settings,
+        manifest,
+        spine=spine,
+        out=out,
+        features=features,
+        service=service,
+        timestamp_column=timestamp_column,
+        output_format=output_format or "parquet",
+        method=method,
+    )
 
 
 def _registry_at(settings: Settings, registry_hash: str) -> Manifest:

@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -117,6 +118,18 @@ class Expectation(Spec):
     between: tuple[float | None, float | None] | None = None
     not_null: bool | None = None
     max_null_fraction: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("between")
+    @classmethod
+    def _ordered_bounds(cls, value: tuple[float | None, float | None] | None) -> object:
+        if value is None:
+            return value
+        low, high = value
+        if low is None and high is None:
+            raise ValueError("give at least one bound, e.g. [0, null]")
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"the lower bound {low:g} is above the upper bound {high:g}")
+        return value
 
     @model_validator(mode="after")
     def _exactly_one_check(self) -> Expectation:

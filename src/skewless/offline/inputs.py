@@ -1,0 +1,390 @@
+"""Inputs as users bring them: the one reader of raw sources and spines.
+
+A source or a spine may be one Parquet file, a directory of files, a hive-partitioned directory
+(``event_date=2024-01-01/``), a glob, or a Delta table, written by any of the usual tools
+(pandas, pyarrow, Spark, DuckDB, Hive). Two steps, each in one place:
+
+* :func:`inspect_input` (pyarrow and deltalake, no Spark): list the files, read every Parquet
+  footer, and fail early with one line naming the path when something is missing, empty, not
+  Parquet or corrupt. The result also carries the Arrow schema (for type inference at compile
+  time) and a fingerprint of the file set (for exact rebuilds).
+* :func:`read_input` (Spark): read exactly the inspected files and normalise their columns to
+  the types the rest of skewless works with (docs/semantics.md, "Time" and "Column types"):
+  every Parquet timestamp encoding becomes a UTC microsecond ``timestamp`` (nanoseconds are
+  truncated toward the past; no zone means UTC), narrow integers widen to ``bigint``,
+  ``float`` and ``decimal`` widen to ``double``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from skewless.errors import SkewlessError
+from skewless.offline.storage_options import storage_options
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+    from skewless.compile.compiler import SourceColumnReader
+    from skewless.runtime.settings import Settings
+    from skewless.spec.models import Source
+
+InputFormat = Literal["parquet", "delta"]
+_GLOB_CHARS = frozenset("*?[")
+# Spark and Hive leave these beside data files (_SUCCESS, .crc, _delta_log, _staging): never data.
+_HIDDEN_PREFIXES = ("_", ".")
+
+
+class InputError(SkewlessError):
+    """A source or spine path that cannot be read: one line naming the path and what is wrong."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: str
+    size: int
+
+
+@dataclass(frozen=True)
+class InputSet:
+    """What :func:`inspect_input` found at a path: the files Spark will read and their schema."""
+
+    uri: str
+    format: InputFormat
+    files: tuple[InputFile, ...]
+    schema: pa.Schema
+    """Arrow schema of the data columns (the first file's), plus hive partition columns as strings."""
+    base: str | None = None
+    """Folder that hive partition discovery starts from (None for one file)."""
+    delta_version: int | None = None
+    partition_columns: tuple[str, ...] = field(default=())
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever a file is added, removed, renamed or changes size (or the Delta version)."""
+        digest = hashlib.sha256(f"{self.format}:{self.delta_version}".encode())
+        for item in sorted(self.files, key=lambda f: f.path):
+            digest.update(f"\n{item.path}\t{item.size}".encode())
+        return digest.hexdigest()
+
+    @property
+    def first_file(self) -> str:
+        """The file to name in an error about a column's type: Spark's schema comes from its footer."""
+        return self.files[0].path if self.files else self.uri
+
+
+def _is_remote(uri: str) -> bool:
+    return uri.startswith(("s3://", "s3a://"))
+
+
+def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """pyarrow filesystem and the path inside it (S3 configured from the standard AWS environment)."""
+    import pyarrow.fs as pafs
+
+    if not _is_remote(uri):
+        return pafs.LocalFileSystem(), str(Path(uri.removeprefix("file://")).absolute())
+    options = storage_options(uri) or {}
+    endpoint = options.get("AWS_ENDPOINT_URL")
+    scheme = "https"
+    if endpoint and "://" in endpoint:
+        scheme, endpoint = endpoint.split("://", 1)
+    filesystem = pafs.S3FileSystem(
+        access_key=options.get("AWS_ACCESS_KEY_ID"),
+        secret_key=options.get("AWS_SECRET_ACCESS_KEY"),
+        session_token=options.get("AWS_SESSION_TOKEN"),
+        region=options.get("AWS_REGION"),
+        endpoint_override=endpoint,
+        scheme=scheme,
+    )
+    return filesystem, uri.split("://", 1)[1]
+
+
+def _external(uri: str, path: str) -> str:
+    """A path inside the filesystem as the URI Spark and the user know it."""
+    if _is_remote(uri):
+        return f"{uri.split('://', 1)[0]}://{path}"
+    return path
+
+
+def _is_hidden(relative: str) -> bool:
+    return any(part.startswith(_HIDDEN_PREFIXES) for part in relative.split("/") if part)
+
+
+def _walk(filesystem: pafs.FileSystem, root: str) -> Iterator[pafs.FileInfo]:
+    import pyarrow.fs as pafs
+
+    for info in filesystem.get_file_info(pafs.FileSelector(root, recursive=True)):
+        if info.type == pafs.FileType.File and not _is_hidden(info.path[len(root) :]):
+            yield info
+
+
+def _glob_base(path: str) -> str:
+    parts = path.split("/")
+    for index, part in enumerate(parts):
+        if _GLOB_CHARS & set(part):
+            return "/".join(parts[:index]) or "/"
+    return path
+
+
+def _list_files(uri: str, filesystem: pafs.FileSystem, path: str) -> tuple[list[InputFile], str | None]:
+    """Data files at ``path`` (a file, a folder or a glob) and the folder partition discovery starts from."""
+    import pyarrow.fs as pafs
+
+    if _GLOB_CHARS & set(path):
+        base = _glob_base(path)
+        if filesystem.get_file_info(base).type != pafs.FileType.Directory:
+            raise InputError(f"{uri}: no such file or directory ({_external(uri, base)} does not exist)")
+        matched: list[InputFile] = []
+        for info in _walk(filesystem, base):
+            # A pattern may name files or folders: a file counts when it or one of its folders matches.
+            candidates = [info.path, *(str(p) for p in Path(info.path).parents if str(p).startswith(base))]
+            if any(fnmatch.fnmatchcase(c, path) for c in candidates):
+                matched.append(InputFile(_external(uri, info.path), info.size or 0))
+        return matched, _external(uri, base)
+    info = filesystem.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise InputError(f"{uri}: no such file or directory")
+    if info.type == pafs.FileType.File:
+        return [InputFile(_external(uri, path), info.size or 0)], None
+    files = [InputFile(_external(uri, i.path), i.size or 0) for i in _walk(filesystem, path)]
+    return files, _external(uri, path)
+
+
+def _footer_schema(filesystem: pafs.FileSystem, uri: str, item: InputFile) -> pa.Schema:
+    import pyarrow.parquet as pq
+
+    path = item.path.split("://", 1)[1] if _is_remote(item.path) else item.path
+    try:
+        with filesystem.open_input_file(path) as handle:
+            if item.size < 12:
+                raise InputError(f"{item.path}: not a Parquet file (only {item.size} bytes)")
+            handle.seek(item.size - 4)
+            if handle.read(4) != b"PAR1":
+                raise InputError(f"{item.path}: not a Parquet file (no Parquet footer)")
+            handle.seek(0)
+            return pq.read_schema(handle)
+    except InputError:
+        raise
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise InputError(f"{item.path}: corrupt Parquet file ({str(exc).splitlines()[0]})") from None
+
+
+def _hive_columns(files: list[InputFile], base: str | None) -> list[str]:
+    """Hive partition columns (``name=value`` folders) below ``base``, in folder order."""
+    if base is None or not files:
+        return []
+    relative = files[0].path[len(base) :].strip("/").split("/")[:-1]
+    return [part.split("=", 1)[0] for part in relative if "=" in part]
+
+
+def inspect_input(
+    uri: str,
+    input_format: InputFormat | None = None,
+    *,
+    delta_version: int | None = None,
+    all_footers: bool = True,
+) -> InputSet:
+    """List and check what is at ``uri`` without Spark; raises :class:`InputError` naming the path.
+
+    ``input_format`` None: a Delta table when ``uri`` holds a ``_delta_log``, else Parquet.
+    ``delta_version`` pins a Delta table to that version (the current one by default).
+    ``all_footers`` False reads only the first file's footer (enough for the schema).
+    """
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    filesystem, path = _filesystem(uri)
+    try:
+        is_folder = filesystem.get_file_info(path).type == pafs.FileType.Directory
+        has_log = is_folder and filesystem.get_file_info(f"{path}/_delta_log").type == pafs.FileType.Directory
+    except OSError as exc:
+        raise InputError(f"{uri}: cannot be read ({str(exc).splitlines()[0]})") from None
+    # A folder with a _delta_log is read through its log even when declared parquet: its raw
+    # files include removed ones.
+    if input_format == "delta" or has_log:
+        return _inspect_delta(uri, delta_version)
+    try:
+        files, base = _list_files(uri, filesystem, path)
+    except OSError as exc:
+        raise InputError(f"{uri}: cannot be listed ({str(exc).splitlines()[0]})") from None
+    if not files:
+        raise InputError(f"{uri}: no Parquet files there" + (" (empty directory)" if is_folder else ""))
+    schemas = [_footer_schema(filesystem, uri, item) for item in (files if all_footers else files[:1])]
+    partitions = _hive_columns(files, base)
+    schema = schemas[0]
+    for name in partitions:
+        if name not in schema.names:
+            schema = schema.append(pa.field(name, pa.string()))
+    _check_consistent(files[: len(schemas)], schemas)
+    return InputSet(uri, "parquet", tuple(files), schema, base, None, tuple(partitions))
+
+
+def _check_consistent(files: list[InputFile], schemas: list[pa.Schema]) -> None:
+    """Spark reads every file with the first file's schema: another type elsewhere would fail late."""
+    first = {f.name: f.type for f in schemas[0]}
+    for item, schema in zip(files[1:], schemas[1:], strict=True):
+        for column in schema:
+            expected = first.get(column.name)
+            if expected is not None and _type_family(expected) != _type_family(column.type):
+                raise InputError(
+                    f"{item.path}: column {column.name!r} is {column.type}, but {files[0].path} has "
+                    f"{expected}; rewrite the files with one type"
+                )
+
+
+def _type_family(data_type: pa.DataType) -> str:
+    return skewless_type(data_type) or str(data_type)
+
+
+def _inspect_delta(uri: str, version: int | None) -> InputSet:
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError, TableNotFoundError
+
+    try:
+        table = DeltaTable(uri, version=version, storage_options=storage_options(uri))
+        files = table.file_uris()
+        version = int(table.version())
+        import pyarrow as pa
+
+        schema = pa.schema(table.schema().to_arrow())
+        partition_columns = tuple(table.metadata().partition_columns)
+        actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+        sizes = {a["path"]: a["size_bytes"] for a in actions}
+    except TableNotFoundError:
+        raise InputError(f"{uri}: no Delta table there") from None
+    except (DeltaError, OSError) as exc:
+        raise InputError(f"{uri}: cannot read the Delta log ({str(exc).splitlines()[0]})") from None
+    root = table.table_uri.rstrip("/")
+    listed = tuple(InputFile(f, int(sizes.get(f[len(root) + 1 :], 0))) for f in files)
+    if not listed:
+        raise InputError(f"{uri}: the Delta table has no data files")
+    return InputSet(uri, "delta", listed, schema, root, version, partition_columns)
+
+
+# --- types -----------------------------------------------------------------------------------
+
+
+def skewless_type(data_type: pa.DataType) -> str | None:
+    """The skewless column type an Arrow type reads as (None: not a type features can use).
+
+    Integers widen to int64, floats and decimals to float64 (decimals lose exactness beyond
+    about 15 significant digits, as docs/semantics.md says), every timestamp unit is a timestamp.
+    """
+    import pyarrow as pa
+    import pyarrow.types as pat
+
+    if pat.is_boolean(data_type):
+        return "bool"
+    if pat.is_integer(data_type):
+        return None if data_type == pa.uint64() else "int64"
+    if pat.is_floating(data_type) or pat.is_decimal(data_type):
+        return "float64"
+    if pat.is_string(data_type) or pat.is_large_string(data_type):
+        return "string"
+    if pat.is_timestamp(data_type):
+        return "timestamp"
+    if pat.is_date(data_type):
+        return "date"
+    return None
+
+
+def column_types(inputs: InputSet) -> dict[str, str]:
+    """Column -> skewless type for every column whose type skewless can use."""
+    out: dict[str, str] = {}
+    for column in inputs.schema:
+        kind = skewless_type(column.type)
+        if kind is not None:
+            out[column.name] = kind
+    for name in inputs.partition_columns:
+        out.setdefault(name, "string")
+    return out
+
+
+def source_column_reader(settings: Settings) -> SourceColumnReader:
+    """Reads a source's column types for the compiler (``validate``/``plan``/``apply``) without Spark."""
+
+    from skewless.compile.compiler import SourceColumns
+
+    def read(source: Source) -> SourceColumns:
+        uri = settings.source_uri(source.path)
+        try:
+            inputs = inspect_input(uri, source.format, all_footers=False)
+        except InputError as exc:
+            return SourceColumns(None, f"read from {uri}", f"source {source.name!r} could not be read: {exc}")
+        return SourceColumns(column_types(inputs), f"read from {uri}")
+
+    return read
+
+
+# --- Spark ---------------------------------------------------------------------------------------
+
+
+def read_input(spark: SparkSession, inputs: InputSet) -> DataFrame:
+    """Exactly the inspected files as a Spark frame, columns normalised (see the module docstring)."""
+    from pyspark.errors import AnalysisException
+
+    from skewless.offline.delta import delta_tables
+
+    # Spark refuses TIMESTAMP(NANOS) (pandas' and pyarrow's default); read them as longs and let
+    # normalise() turn them into timestamps. Set here so any session (a notebook's too) reads them.
+    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+    try:
+        if inputs.format == "delta":
+            frame = delta_tables(spark).read_any(inputs.uri, inputs.delta_version)
+        elif inputs.base is None:
+            frame = spark.read.parquet(inputs.files[0].path)
+        else:
+            frame = spark.read.option("basePath", inputs.base).parquet(*(f.path for f in inputs.files))
+    except AnalysisException as exc:
+        raise InputError(f"{inputs.uri}: cannot be read ({str(exc).strip().splitlines()[0]})") from None
+    return normalise(frame, inputs.schema)
+
+
+def _nanos_to_timestamp(name: str) -> Column:
+    from pyspark.sql import functions as F
+
+    # Exact integer floor division (a double would lose nanoseconds beyond 2^53): truncation
+    # toward the past, so an event never moves later than it happened.
+    return F.timestamp_micros(F.expr(f"`{name}` div 1000 - if(`{name}` % 1000 < 0, 1, 0)"))
+
+
+def normalise(frame: DataFrame, arrow_schema: pa.Schema) -> DataFrame:
+    """Widen columns to skewless's types; nanosecond timestamps (read as longs) become timestamps."""
+    import pyarrow.types as pat
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    nanos = {f.name for f in arrow_schema if pat.is_timestamp(f.type) and f.type.unit == "ns"}
+    columns = []
+    changed = False
+    for spark_field in frame.schema.fields:
+        name, data_type = spark_field.name, spark_field.dataType
+        column = F.col(f"`{name}`")
+        if name in nanos and isinstance(data_type, T.LongType):
+            column = _nanos_to_timestamp(name)
+        elif isinstance(data_type, T.TimestampNTZType):
+            column = column.cast(T.TimestampType())  # no zone: UTC (the session zone)
+        elif isinstance(data_type, (T.ByteType, T.ShortType, T.IntegerType)):
+            column = column.cast(T.LongType())
+        elif isinstance(data_type, (T.FloatType, T.DecimalType)) and not _is_wide_decimal_key(data_type):
+            column = column.cast(T.DoubleType())
+        else:
+            columns.append(column)
+            continue
+        changed = True
+        columns.append(column.alias(name))
+    return frame.select(*columns) if changed else frame
+
+
+def _is_wide_decimal_key(data_type: object) -> bool:
+    """uint64 arrives as decimal(20,0); casting it to double would round ids silently."""
+    from pyspark.sql import types as T
+
+    return isinstance(data_type, T.DecimalType) and data_type.scale == 0 and data_type.precision > 18
