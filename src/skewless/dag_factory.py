@@ -6,6 +6,11 @@ run), tasks ``compute -> validate -> commit -> materialize -> stats`` for ``ds``
 ``end``) runs one Spark job for the range (compute, validate, commit), then publishes it to Redis
 and records its statistics, like the nightly DAG (a drift alert never holds back publishing).
 
+Each nightly DAG starts at the view's ``schedule_start`` recorded in the registry by the
+``apply`` that first published the view at its version (or at ``airflow.start_date`` from the
+config), never at a date computed at parse time: parsing on any day yields the same DAGs, and
+days missed while the scheduler was down are still caught up.
+
 The task bodies are :mod:`skewless.orchestration` functions (the ones the CLI uses). Building
 the DAGs reads the settings and the registry JSON only: no YAML, no Spark, no Great
 Expectations. With no registry deployed there are no DAGs. With ``spark.submit: true`` each task
@@ -15,7 +20,9 @@ steps handing the staged run on through a small JSON file under ``offline_root``
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -32,15 +39,11 @@ BACKFILL_DAG_ID = "skewless__backfill"
 NIGHTLY_TASKS = ("compute", "validate", "commit", "materialize", "stats")
 DS_TEMPLATE = "{{ data_interval_start.strftime('%Y-%m-%d') }}"
 
+log = logging.getLogger(__name__)
+
 
 def dag_id(view: str) -> str:
     return f"{DAG_PREFIX}{view}"
-
-
-def default_start_date(today: date | None = None) -> datetime:
-    """Yesterday (UTC): a fresh deployment runs the latest complete day; history is a backfill."""
-    today = today or datetime.now(UTC).date()
-    return datetime.combine(today - timedelta(days=1), time(0), tzinfo=UTC)
 
 
 def build_dags(
@@ -48,20 +51,47 @@ def build_dags(
     manifest: Manifest | None = None,
     *,
     jobs_dir: str | os.PathLike[str] | None = None,
+    schedule_start: Mapping[str, date] | None = None,
 ) -> dict[str, DAG]:
-    """One nightly DAG per view plus the backfill DAG, keyed by dag_id (empty without a registry)."""
-    from skewless.registry import read_registry
+    """One nightly DAG per view plus the backfill DAG, keyed by dag_id (empty without a registry).
+
+    Without ``manifest`` the deployed registry is read, with its ``schedule_start`` dates.
+    """
+    from skewless.registry import read_deployment
 
     settings = settings or load_settings()
     if manifest is None:
-        manifest = read_registry(settings.registry_uri)
+        deployment = read_deployment(settings.registry_uri)
+        if deployment is not None:
+            manifest, schedule_start = deployment.manifest, deployment.schedule_start
     if manifest is None or not manifest.views:
         return {}
     folder = settings.airflow.jobs_dir or jobs_dir or Path(__file__).resolve().parents[2] / "jobs"
-    builder = _Builder(settings, manifest, Path(folder))
+    starts = _start_dates(settings, manifest, schedule_start or {})
+    builder = _Builder(settings, manifest, Path(folder), starts)
     dags = {dag_id(name): builder.nightly(manifest.views[name]) for name in sorted(manifest.views)}
     dags[BACKFILL_DAG_ID] = builder.backfill()
     return dags
+
+
+def _start_dates(settings: Settings, manifest: Manifest, recorded: Mapping[str, date]) -> dict[str, datetime]:
+    """Each view's DAG start: ``airflow.start_date`` when configured, else the recorded one."""
+    from skewless.registry import first_scheduled_ds
+
+    starts: dict[str, datetime] = {}
+    for name in sorted(manifest.views):
+        day = settings.airflow.start_date or recorded.get(name)
+        if day is None:
+            # Only a registry published before start dates were recorded; the fallback moves
+            # with the parse date, which is what `apply` recording the date fixes.
+            log.warning(
+                "view %s has no schedule start date in the registry: starting yesterday; "
+                "run `skewless apply` to record one (or set airflow.start_date)",
+                name,
+            )
+            day = first_scheduled_ds()
+        starts[name] = datetime.combine(day, time(0), tzinfo=UTC)
+    return starts
 
 
 def _date(text: Any) -> date:
@@ -69,14 +99,13 @@ def _date(text: Any) -> date:
 
 
 class _Builder:
-    def __init__(self, settings: Settings, manifest: Manifest, jobs_dir: Path) -> None:
+    def __init__(
+        self, settings: Settings, manifest: Manifest, jobs_dir: Path, start_dates: Mapping[str, datetime]
+    ) -> None:
         self.settings = settings
         self.manifest = manifest
         self.jobs_dir = jobs_dir
-        configured = settings.airflow.start_date
-        self.start_date = (
-            datetime.combine(configured, time(0), tzinfo=UTC) if configured else default_start_date()
-        )
+        self.start_dates = start_dates
 
     # --- nightly -------------------------------------------------------------------------------
 
@@ -89,7 +118,7 @@ class _Builder:
             # Interval semantics: the run for [ds, ds+1) starts after ds+1 00:00 UTC with
             # data_interval_start = ds (a bare "@daily" means a point-in-time trigger in Airflow 3).
             schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
-            start_date=self.start_date,
+            start_date=self.start_dates[view.name],
             catchup=True,
             max_active_runs=1,
             default_args={"owner": "skewless", "retries": 0},
@@ -188,7 +217,7 @@ class _Builder:
             dag_id=BACKFILL_DAG_ID,
             description="skewless: backfill one view over a ds range in one Spark job, then publish it",
             schedule=None,
-            start_date=self.start_date,
+            start_date=min(self.start_dates.values()),
             catchup=False,
             default_args={"owner": "skewless", "retries": 0},
             tags=["skewless", "backfill"],
