@@ -67,6 +67,7 @@ def _parse(text: str, origin: str) -> Deployment:
     if not isinstance(body, dict) or SCHEDULE_KEY not in body:
         return Deployment(Manifest.from_json(text, origin))  # reports malformed JSON itself
     raw_starts = body.pop(SCHEDULE_KEY)
+    # What remains is the manifest exactly as published: from_json validates it and its hash.
     manifest = Manifest.from_json(json.dumps(body), origin)
     try:
         starts = _STARTS.validate_python(raw_starts)
