@@ -169,10 +169,11 @@ def run(workdir: Path, scale: float) -> dict[str, Any]:
 
     from skewless.compile import compile_tree
     from skewless.online.local_redis import LocalRedis
-    from skewless.online.materialize import materialize, publish_rows, to_micros
+    from skewless.online.materialize import materialize, publish_rows
     from skewless.registry import publish_registry
     from skewless.runtime.settings import Settings, SparkSettings
     from skewless.runtime.spark import get_spark
+    from skewless.semantics import to_micros
 
     os.environ.setdefault("TZ", "UTC")
     entities = max(1000, int(1_000_000 * scale))

@@ -17,8 +17,6 @@ from skewless.online.encoding import (
     ViewCodec,
     decode,
     escape_key_part,
-    expire_at_ms,
-    is_live,
     layout_document,
     layout_id,
     parse_layout_document,
@@ -229,19 +227,6 @@ def test_layout_document_round_trip() -> None:
     assert layout_id(features) != layout_id(list(reversed(features)))
     with pytest.raises(OnlineStoreError):
         parse_layout_document(b"\xc1")
-
-
-@given(TIMESTAMP, st.integers(min_value=0, max_value=10**12))
-def test_expiry_covers_the_inclusive_window(feature_ts: int, ttl: int) -> None:
-    expire_ms = expire_at_ms(feature_ts, ttl)
-    # Redis deletes a key once its millisecond clock is past expire_ms: the last live microsecond
-    # (feature_ts + ttl) lies in a millisecond <= expire_ms, and expire_ms is the first such one.
-    assert (feature_ts + ttl) // 1000 <= expire_ms
-    assert (expire_ms - 1) * 1000 < feature_ts + ttl
-    assert is_live(feature_ts, ttl, feature_ts + ttl)
-    assert is_live(feature_ts, ttl, feature_ts)
-    assert not is_live(feature_ts, ttl, feature_ts + ttl + 1)
-    assert not is_live(feature_ts, ttl, feature_ts - 1)
 
 
 def test_json_represents_nan_and_keeps_floats_exact() -> None:

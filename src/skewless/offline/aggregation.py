@@ -1,4 +1,4 @@
-"""Aggregation views as small DataFrame -> DataFrame steps (DESIGN.md section 3).
+"""Aggregation views as small DataFrame -> DataFrame steps (docs/semantics.md, "Aggregation views").
 
 1. :func:`build_tiles`: events -> one row per (entity, day) of mergeable partial aggregates.
 2. :func:`windows_from_tiles`: tiles -> a grid of the (entity, ds) rows the view has (alive days
@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
+from skewless import semantics
 from skewless.manifest import FeatureSpec, ViewSpec
 from skewless.offline.sources import DAY, TS
 
@@ -179,7 +180,9 @@ def _window(keys: Sequence[str], days: int) -> WindowSpec:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    return Window.partitionBy(*keys).orderBy(F.col(DAY_NUMBER)).rangeBetween(-(days - 1), 0)
+    return (
+        Window.partitionBy(*keys).orderBy(F.col(DAY_NUMBER)).rangeBetween(*semantics.window_day_offsets(days))
+    )
 
 
 def _windowed(function: str, source: str, days: int) -> str:
@@ -244,9 +247,6 @@ def _feature(feature: FeatureSpec) -> Column:
     return first  # min, max
 
 
-_SPARK_TYPES = {"int64": "long", "float64": "double", "string": "string", "bool": "boolean"}
-
-
 def windows_from_tiles(
     tiles: DataFrame,
     view: ViewSpec,
@@ -254,7 +254,7 @@ def windows_from_tiles(
     end: date,
     created_ts: datetime,
 ) -> DataFrame:
-    """Tiles -> the view's rows for every ``ds`` in ``[start, end]`` (DESIGN.md section 3).
+    """Tiles -> the view's rows for every ``ds`` in ``[start, end]`` (docs/semantics.md).
 
     ``tiles`` must hold every tile of days ``[start - max_window_days, end]``.
     """
@@ -272,13 +272,13 @@ def windows_from_tiles(
     ).where((F.col(TARGET) >= F.lit(start)) & (F.col(TARGET) <= F.lit(end)))
     # On the day the entity's last tile leaves the longest window, emit a tombstone: no value.
     alive = F.col(_windowed(*alive_input)) > 0
-    lag = timedelta(seconds=view.availability_lag_seconds)
-    boundary = F.to_timestamp(F.date_add(F.col(TARGET), 1))
-    feature_ts = boundary + F.make_dt_interval(secs=F.lit(lag.total_seconds())) if lag else boundary
     return windowed.select(
         *keys,
         F.col(TARGET),
-        feature_ts.alias("feature_ts"),
+        semantics.feature_ts_column(view, F.col(TARGET)).alias("feature_ts"),
         F.lit(created_ts).cast("timestamp").alias("created_ts"),
-        *[F.when(alive, _feature(f)).cast(_SPARK_TYPES[f.dtype]).alias(f.name) for f in view.features],
+        *[
+            F.when(alive, _feature(f)).cast(semantics.DTYPES[f.dtype].spark).alias(f.name)
+            for f in view.features
+        ],
     )

@@ -1,6 +1,7 @@
-"""A plain-Python reading of DESIGN.md section 3, row by row, for tests to compare Spark against.
+"""A plain-Python reading of docs/semantics.md ("Aggregation views"), row by row, for tests.
 
 Deliberately naive: it recomputes every window from raw events, with no tiles and no shortcuts.
+Boundaries, windows and ``feature_ts`` come from :mod:`skewless.semantics`.
 """
 
 from __future__ import annotations
@@ -9,21 +10,18 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from skewless import semantics
 from skewless.manifest import FeatureSpec, ViewSpec
 
 Event = Mapping[str, Any]
 Key = tuple[Any, ...]
 
 
-def boundary(ds: date) -> datetime:
-    return datetime(ds.year, ds.month, ds.day, tzinfo=UTC) + timedelta(days=1)
-
-
 def _window(events: list[Event], ts_column: str, end: datetime, days: int) -> list[Event]:
-    begin = end - timedelta(days=days)
+    begin = semantics.window_start(end, days)
     return [e for e in events if begin <= e[ts_column] < end]
 
 
@@ -67,19 +65,20 @@ def expected_rows(
         if passes_filter is None or passes_filter(event):
             by_entity[tuple(event[k] for k in view.key_names)].append(event)
     longest = view.max_window_days
-    lag = timedelta(seconds=view.availability_lag_seconds)
     rows: dict[tuple[Key, date], dict[str, Any] | None] = {}
     for ds in days:
-        end = boundary(ds)
+        end = semantics.boundary(ds)
         for key, entity_events in by_entity.items():
             present_now = bool(_window(entity_events, ts_column, end, longest))
-            present_before = bool(_window(entity_events, ts_column, end - timedelta(days=1), longest))
+            present_before = bool(
+                _window(entity_events, ts_column, semantics.boundary(ds - timedelta(days=1)), longest)
+            )
             if present_now:
                 values: dict[str, Any] = {
                     f.name: _value(f, _window(entity_events, ts_column, end, f.window_days or 0), ts_column)
                     for f in view.features
                 }
-                values["feature_ts"] = end + lag
+                values["feature_ts"] = semantics.feature_ts(view, ds)
                 rows[(key, ds)] = values
             elif present_before:
                 rows[(key, ds)] = None  # dropped out today: tombstone

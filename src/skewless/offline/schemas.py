@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from skewless import semantics
 from skewless.manifest import ViewSpec
 
 if TYPE_CHECKING:
@@ -13,17 +14,8 @@ SYSTEM_COLUMNS = ("ds", "feature_ts", "created_ts")
 
 
 def spark_type(dtype: str) -> DataType:
-    from pyspark.sql import types as T
-
-    types: dict[str, DataType] = {
-        "int64": T.LongType(),
-        "float64": T.DoubleType(),
-        "string": T.StringType(),
-        "bool": T.BooleanType(),
-        "timestamp": T.TimestampType(),
-        "date": T.DateType(),
-    }
-    return types[dtype]
+    """The Spark type of a skewless dtype (the table is :data:`skewless.semantics.DTYPES`)."""
+    return semantics.spark_type(dtype)
 
 
 def key_fields(view: ViewSpec) -> list[tuple[str, DataType]]:

@@ -31,6 +31,7 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
+from skewless import semantics
 from skewless.errors import EntityError, OnlineStoreError
 from skewless.manifest import ViewSpec
 
@@ -104,20 +105,6 @@ def parse_layout_document(raw: bytes) -> tuple[tuple[str, str], ...]:
         raise OnlineStoreError(f"unreadable feature layout document in Redis: {exc}") from None
 
 
-def expire_at_ms(feature_ts_us: int, ttl_us: int) -> int:
-    """``PEXPIREAT`` of a value: the first millisecond at or after ``feature_ts + ttl``.
-
-    Redis deletes a key once its clock is *past* this millisecond, so the key lives through the
-    whole inclusive window; readers enforce the exact microsecond bound with :func:`is_live`.
-    """
-    return -(-(feature_ts_us + ttl_us) // 1000)
-
-
-def is_live(feature_ts_us: int, ttl_us: int, now_us: int) -> bool:
-    """The point-in-time rule for one stored row: ``feature_ts <= now <= feature_ts + ttl``."""
-    return feature_ts_us <= now_us <= feature_ts_us + ttl_us
-
-
 @dataclass(frozen=True)
 class StoredValue:
     """A decoded Redis value. ``values`` is None for a tombstone."""
@@ -154,7 +141,7 @@ class ViewCodec:
         self.key_dtypes = tuple(k.dtype for k in view.join_keys)
         self.features: tuple[tuple[str, str], ...] = tuple((f.name, f.dtype) for f in view.features)
         self.feature_names = tuple(name for name, _ in self.features)
-        self.ttl_us = view.ttl_seconds * 1_000_000
+        self.ttl_us = semantics.ttl_us(view)
         self.prefix = key_prefix(view.name, view.version)
         self.layout_id = layout_id(self.features)
         self.layout_key = layout_key(view.name, view.version, self.layout_id)
@@ -215,7 +202,7 @@ class ViewCodec:
         return TOMBSTONE.pack(_ARRAY16, 3, FORMAT_TOMBSTONE, _INT64, feature_ts_us, _INT64, created_ts_us)
 
     def expire_at_ms(self, feature_ts_us: int) -> int:
-        return expire_at_ms(feature_ts_us, self.ttl_us)
+        return semantics.expire_at_ms(feature_ts_us, self.ttl_us)
 
     def layout_document(self) -> bytes:
         return layout_document(self.features)

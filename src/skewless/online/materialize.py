@@ -16,9 +16,10 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from skewless import semantics
 from skewless.errors import OnlineStoreError, PublishRefused, SkewlessError, TableError
 from skewless.manifest import Manifest, ViewSpec
 from skewless.online.encoding import (
@@ -67,24 +68,6 @@ class MaterializeResult:
     """Days of the range with no committed rows (never computed, or no entity at all)."""
 
 
-def boundary(day: date) -> datetime:
-    """``B(ds)``: the end of the UTC day (DESIGN.md section 2)."""
-    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
-
-
-def available_at(view: ViewSpec, day: date) -> datetime:
-    """The ``feature_ts`` of the rows of ``day``: boundary plus availability lag."""
-    return boundary(day) + timedelta(seconds=view.availability_lag_seconds)
-
-
-def to_micros(moment: datetime) -> int:
-    """Microseconds since the epoch; a naive datetime is read as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 def materialize(
     spark: SparkSession,
     settings: Settings,
@@ -113,15 +96,13 @@ def materialize(
     view = manifest.view(view_name)
     end = end or start
     days = days_between(start, end)
-    now = now or datetime.now(UTC)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    future = [day for day in days if available_at(view, day) > now]
+    now = semantics.as_utc(now or datetime.now(UTC))
+    future = [day for day in days if semantics.available_at(view, day) > now]
     if future:
         first = future[0]
         raise PublishRefused(
             f"{view.name}: ds {first}{' and later' if len(future) > 1 else ''} cannot be published yet: "
-            f"its values are available at {available_at(view, first).isoformat()} (boundary + "
+            f"its values are available at {semantics.available_at(view, first).isoformat()} (boundary + "
             f"availability lag), which is after now ({now.isoformat(timespec='seconds')})"
         )
     if not 1 <= batch_size <= MAX_BATCH or pipeline_depth < 1:
@@ -141,9 +122,7 @@ def materialize(
     codec = ViewCodec(view)
     _prepare(settings.redis_url, codec)
 
-    frame = _publishable_rows(
-        tables.read(uri, view_schema(view), ds_range=(start, end)), view, to_micros(now), codec.ttl_us
-    )
+    frame = _publishable_rows(tables.read(uri, view_schema(view), ds_range=(start, end)), view, now)
     parallelism = spark.sparkContext.defaultParallelism
     if frame.rdd.getNumPartitions() < parallelism:
         frame = frame.repartition(parallelism)
@@ -224,10 +203,14 @@ def _prepare(url: str, codec: ViewCodec) -> None:
         client.close()
 
 
-def _publishable_rows(frame: DataFrame, view: ViewSpec, now_us: int, ttl_us: int) -> DataFrame:
-    """keys, feature_ts and created_ts as microseconds, then the features; rows that can matter only."""
+def _publishable_rows(frame: DataFrame, view: ViewSpec, now: datetime) -> DataFrame:
+    """keys, feature_ts and created_ts as microseconds, then the features; rows that can matter only.
+
+    A row older than the live window at ``now`` can never be served again (docs/semantics.md).
+    """
     from pyspark.sql import functions as F
 
+    oldest, _ = semantics.live_window(semantics.ttl_us(view), semantics.to_micros(now))
     feature_ts = F.unix_micros(F.col("feature_ts"))
     selected = frame.select(
         *view.key_names,
@@ -235,7 +218,7 @@ def _publishable_rows(frame: DataFrame, view: ViewSpec, now_us: int, ttl_us: int
         F.coalesce(F.unix_micros(F.col("created_ts")), F.lit(MIN_TIMESTAMP_US)).alias("_created_ts_us"),
         *view.feature_names,
     )
-    condition = F.col("_feature_ts_us").isNotNull() & (F.col("_feature_ts_us") + F.lit(ttl_us) >= now_us)
+    condition = F.col("_feature_ts_us").isNotNull() & (F.col("_feature_ts_us") >= F.lit(oldest))
     for key in view.key_names:  # a row without its keys addresses no entity (validation rejects them)
         condition = condition & F.col(key).isNotNull()
     return selected.where(condition)
@@ -325,39 +308,41 @@ def write_rows(
     """Encode and write rows of (keys..., feature_ts_us, created_ts_us, features...).
 
     Returns (rows, tombstones, written, kept_newer, already_expired). A row whose features are
-    all null is a tombstone.
+    all null is a tombstone (:func:`skewless.semantics.is_tombstone`). Each value goes to the
+    script with its expiry, :func:`skewless.semantics.expire_at_ms`.
     """
     key_of = codec.key_function()
     first_feature = len(codec.key_names) + 2
-    n_features = len(codec.feature_names)
     ts_index = first_feature - 2
     ttl_us = codec.ttl_us
+    expire_at_ms, is_tombstone = semantics.expire_at_ms, semantics.is_tombstone
     encode = codec.value_encoder()
     tombstone = codec.tombstone
     counts = WriteCounts()
     rows_seen = tombstones = 0
     keys: list[str] = []
-    values: list[bytes] = []
-    batches: list[tuple[list[str], list[bytes]]] = []
+    arguments: list[int | bytes] = []
+    batches: list[tuple[list[str], list[int | bytes]]] = []
     for row in rows:
         features = row[first_feature:]
         feature_ts, created_ts = row[ts_index], row[ts_index + 1]
-        if features.count(None) == n_features:
-            values.append(tombstone(feature_ts, created_ts))
+        if is_tombstone(features):
+            value = tombstone(feature_ts, created_ts)
             tombstones += 1
         else:
-            values.append(encode(feature_ts, created_ts, features))
+            value = encode(feature_ts, created_ts, features)
+        arguments += (expire_at_ms(feature_ts, ttl_us), value)
         keys.append(key_of(row))
         if len(keys) >= batch_size:
             rows_seen += len(keys)
-            batches.append((keys, values))
-            keys, values = [], []
+            batches.append((keys, arguments))
+            keys, arguments = [], []
             if len(batches) >= pipeline_depth:
-                counts = counts + writer.write(ttl_us, batches)
+                counts = counts + writer.write(batches)
                 batches = []
     if keys:
         rows_seen += len(keys)
-        batches.append((keys, values))
+        batches.append((keys, arguments))
     if batches:
-        counts = counts + writer.write(ttl_us, batches)
+        counts = counts + writer.write(batches)
     return rows_seen, tombstones, counts.written, counts.kept_newer, counts.already_expired

@@ -9,8 +9,9 @@ exponential backoff (redis-py's ``Retry``): every command skewless sends is idem
 Writes go through one Lua script (:data:`WRITE_SCRIPT`), loaded once and called with
 ``EVALSHA`` for a batch of keys at a time: for each key it keeps the stored value when that
 value's ``(feature_ts, created_ts)`` is newer, and otherwise stores the new value (or tombstone)
-with ``PXAT`` at ``feature_ts + ttl``. The comparison happens inside Redis, atomically, so
-concurrent writers and late backfills cannot roll serving back in time.
+with ``PXAT`` at the expiry the caller computed (:func:`skewless.semantics.expire_at_ms`). The
+comparison happens inside Redis, atomically, so concurrent writers and late backfills cannot
+roll serving back in time.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ RETRIES = 3
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 1.0
 
-# KEYS: the keys of the batch. ARGV[1]: the view's ttl in microseconds; ARGV[1 + i]: the value
-# (or tombstone) for KEYS[i]: a MessagePack array whose feature_ts and created_ts are big-endian
-# int64 microseconds at bytes 6..13 and 15..22 (1-based; see skewless.online.encoding).
+# KEYS: the keys of the batch. ARGV[2i - 1]: the PXAT millisecond of KEYS[i] (computed by
+# skewless.semantics.expire_at_ms, never here); ARGV[2i]: the value (or tombstone) for KEYS[i],
+# a MessagePack array whose feature_ts and created_ts stamps are big-endian int64 microseconds
+# at bytes 6..13 and 15..22 (1-based; see skewless.online.encoding). The script only compares:
+# the expiry against the Redis clock, the stamps against the stored value's.
 # Lua numbers are doubles: exact for microsecond timestamps up to the year 2255.
 # The stored values are read with one MGET (a redis.call per key costs more than the rest of
 # the work for it); `current` tracks writes so a key repeated in the batch compares against the
@@ -43,21 +46,16 @@ BACKOFF_CAP_S = 1.0
 WRITE_SCRIPT = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local ttl_us = tonumber(ARGV[1])
 local stored = redis.call('MGET', unpack(KEYS))
 local current = {}
 for i = 1, #KEYS do current[KEYS[i]] = stored[i] end
 local written, kept, expired = 0, 0, 0
 for i = 1, #KEYS do
-  local key, value = KEYS[i], ARGV[i + 1]
-  local ts, _, created = struct.unpack('>i8B>i8', value, 6)
-  local last_us = ts + ttl_us
-  local rest = last_us % 1000
-  local expire_ms = (last_us - rest) / 1000
-  if rest > 0 then expire_ms = expire_ms + 1 end
-  if expire_ms < now_ms then
+  local key, expire_ms, value = KEYS[i], ARGV[2 * i - 1], ARGV[2 * i]
+  if tonumber(expire_ms) < now_ms then
     expired = expired + 1
   else
+    local ts, _, created = struct.unpack('>i8B>i8', value, 6)
     local old = current[key]
     local newer = false
     if old and #old >= 22 then
@@ -67,7 +65,7 @@ for i = 1, #KEYS do
     if newer then
       kept = kept + 1
     else
-      redis.call('SET', key, value, 'PXAT', string.format('%d', expire_ms))
+      redis.call('SET', key, value, 'PXAT', expire_ms)
       current[key] = value
       written = written + 1
     end
@@ -190,8 +188,12 @@ class ScriptWriter:
     def load(self) -> str:
         return str(self.client.script_load(WRITE_SCRIPT))
 
-    def write(self, ttl_us: int, batches: Sequence[tuple[Sequence[str], Sequence[bytes]]]) -> WriteCounts:
-        """Write ``(keys, values)`` batches in one round trip (one EVALSHA per batch)."""
+    def write(self, batches: Sequence[tuple[Sequence[str], Sequence[int | bytes]]]) -> WriteCounts:
+        """Write batches in one round trip (one EVALSHA per batch).
+
+        A batch is ``(keys, arguments)``: for each key in order, its ``PXAT`` millisecond then its
+        value, ``[expire_ms_1, value_1, expire_ms_2, value_2, ...]``.
+        """
         import hiredis
         import redis
 
@@ -199,8 +201,8 @@ class ScriptWriter:
             raise OnlineStoreError(f"at most {MAX_BATCH} keys per script call")
         packed = b"".join(
             [
-                hiredis.pack_command(cast(Any, ("EVALSHA", self.sha, len(keys), *keys, ttl_us, *values)))
-                for keys, values in batches
+                hiredis.pack_command(cast(Any, ("EVALSHA", self.sha, len(keys), *keys, *arguments)))
+                for keys, arguments in batches
             ]
         )
         try:

@@ -2,7 +2,8 @@
 
 Samples entities of a view (those with rows in the table's recent partitions, plus keys that
 exist nowhere), computes the point-in-time join for a spine at ``now`` and reads Redis with the
-same ``now``; every difference is a mismatch. The headline promise of DESIGN.md section 6.
+same ``now``; every difference is a mismatch. The headline promise of docs/semantics.md
+("Online store").
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from skewless import semantics
 from skewless.manifest import Manifest, ViewSpec
 from skewless.runtime.settings import Settings
 
@@ -79,11 +81,8 @@ def sample_entities(
     from skewless.offline.delta import delta_tables
     from skewless.offline.schemas import view_schema
 
-    lag = timedelta(seconds=view.availability_lag_seconds)
-    ttl = timedelta(seconds=view.ttl_seconds)
-    low = (at - ttl - lag).date() - timedelta(days=1)
     rows = delta_tables(spark).read(
-        settings.table_uri(view.table), view_schema(view), ds_range=(low, at.date())
+        settings.table_uri(view.table), view_schema(view), ds_range=semantics.read_range(view, at, at)
     )
     keys = rows.select(*view.key_names).distinct().orderBy(F.rand(seed)).limit(sample)
     return [row.asDict() for row in keys.collect()]  # at most `sample` rows: a bounded collect
@@ -107,16 +106,15 @@ def check_skew(
     from skewless.pit.training_set import point_in_time
 
     view = manifest.view(view_name)
-    moment = (at or datetime.now(UTC)).astimezone(UTC)
+    moment = semantics.as_utc(at or datetime.now(UTC))
     present = sample_entities(spark, settings, view, moment, sample, seed)
     absent = _absent_keys(view, max(1, sample // 10))
     entities = present + absent
 
     refs = ",".join(f"{view.name}:{name}" for name in view.feature_names)
     requests = resolve(manifest, features=refs)
-    key_types = {"string": T.StringType(), "int64": T.LongType()}
     schema = T.StructType(
-        [T.StructField(k.name, key_types[k.dtype]) for k in view.join_keys]
+        [T.StructField(k.name, semantics.spark_type(k.dtype)) for k in view.join_keys]
         + [T.StructField(SPINE_TIME, T.TimestampType())]
     )
     spine = spark.createDataFrame([(*(e[k] for k in view.key_names), moment) for e in entities], schema)

@@ -1,4 +1,4 @@
-"""The point-in-time join (DESIGN.md section 5) as small DataFrame -> DataFrame steps.
+"""The point-in-time join (docs/semantics.md, "Point-in-time rule") as DataFrame -> DataFrame steps.
 
 For a spine row with keys ``k`` and timestamp ``T``, a view contributes its row with keys ``k``
 and the greatest ``feature_ts <= T`` with ``feature_ts >= T - ttl``; ties go to the greatest
@@ -10,8 +10,9 @@ Two physical paths, one rule:
   (features before spine rows at equal time, then by created_ts), and each spine row takes the
   last feature row seen, carried as one struct so no older value leaks into a null field.
 * :func:`boundary_join` - aggregation views only: their rows sit on daily boundaries, so the
-  answer is the row of ``ds* = date(T - lag - 1 day)``; a plain equi-join. It equals the general
-  rule when every partition up to ``max(ds*)`` is committed (see :func:`boundary_join_is_exact`).
+  answer is the row of ``ds*`` (:func:`skewless.semantics.answering_ds`); a plain equi-join. It
+  equals the general rule when every partition up to ``max(ds*)`` is committed (see
+  :func:`boundary_join_is_exact`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from skewless import semantics
 from skewless.errors import DataError, SkewlessError
 from skewless.manifest import ViewSpec
 from skewless.pit.request import ViewRequest, output_columns
@@ -54,7 +56,7 @@ def _int_like(type_name: str) -> bool:
 def prepare_spine(spine: DataFrame, requests: Sequence[ViewRequest], timestamp_column: str) -> DataFrame:
     """Check column presence and types; add the UTC timestamp column ``T`` and cast int keys to int64.
 
-    A timestamp without a zone (``timestamp_ntz``) is read as UTC (DESIGN.md section 2).
+    A timestamp without a zone (``timestamp_ntz``) is read as UTC (docs/semantics.md, "Time").
     """
     from pyspark.sql import functions as F
 
@@ -120,19 +122,15 @@ def spine_stats(spine: DataFrame, requests: Sequence[ViewRequest], timestamp_col
 
 
 def feature_ds_range(view: ViewSpec, stats: SpineStats) -> tuple[date, date] | None:
-    """Partitions that can hold an answer for any spine time: ``[min(T) - ttl, max(T)]`` widened to days."""
+    """Partitions that can hold an answer for any spine time (:func:`skewless.semantics.read_range`)."""
     if stats.min_ts is None or stats.max_ts is None:
         return None
-    lag = timedelta(seconds=view.availability_lag_seconds)
-    ttl = timedelta(seconds=view.ttl_seconds)
-    if view.kind == "aggregation":  # row ds has feature_ts = ds + 1 day + lag
-        return ((stats.min_ts - ttl - lag).date() - timedelta(days=1), (stats.max_ts - lag).date())
-    return ((stats.min_ts - ttl).date(), stats.max_ts.date())
+    return semantics.read_range(view, stats.min_ts, stats.max_ts)
 
 
 def boundary_ds(view: ViewSpec, ts: datetime) -> date:
     """The ``ds`` whose row an aggregation view answers with at time ``ts``."""
-    return (ts - timedelta(seconds=view.availability_lag_seconds) - timedelta(days=1)).date()
+    return semantics.answering_ds(view, ts)
 
 
 def boundary_join_is_exact(view: ViewSpec, stats: SpineStats, committed: Sequence[date]) -> bool:
@@ -167,10 +165,9 @@ def boundary_join(spine: DataFrame, features: DataFrame, request: ViewRequest) -
 
     view = request.view
     keys = list(view.key_names)
-    shift = F.make_dt_interval(secs=F.lit(float(view.availability_lag_seconds + 86400)))
     right = features.select(*keys, F.col("ds").alias(DS_STAR), *_feature_columns(request))
     return (
-        spine.withColumn(DS_STAR, F.to_date(F.col(T) - shift))
+        spine.withColumn(DS_STAR, semantics.answering_ds_column(view, F.col(T)))
         .join(right, on=[*keys, DS_STAR], how="left")
         .drop(DS_STAR)
     )
@@ -215,9 +212,8 @@ def asof_join(spine: DataFrame, features: DataFrame, request: ViewRequest) -> Da
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     latest = F.last(F.col(match), ignorenulls=True).over(window)
-    ttl = F.make_dt_interval(secs=F.lit(float(view.ttl_seconds)))
     joined = union.withColumn(match, latest).where(F.col(is_spine) == 1)
-    valid = F.col(f"{match}.feature_ts") >= F.col(T) - ttl
+    valid = semantics.is_live_column(view, F.col(f"{match}.feature_ts"), F.col(T))
     return joined.select(
         *keys,
         *[F.col(f"{row}.{c}").alias(c) for c in carried],

@@ -1,31 +1,34 @@
-"""A plain row-by-row reading of the point-in-time rule (DESIGN.md section 5), for tests.
+"""A plain row-by-row reading of the point-in-time rule (docs/semantics.md), for tests.
 
-No joins, no windows: for each spine row, scan every feature row of the view.
+No joins, no windows: for each spine row, scan every feature row of the view; whether a row is
+live at the spine time is :func:`skewless.semantics.is_live`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
+from skewless import semantics
 from skewless.pit.request import ViewRequest
 
 Row = Mapping[str, Any]
 
 
 def latest_row(
-    rows: Iterable[Row], keys: Sequence[str], key_values: Sequence[Any], at: datetime, ttl: timedelta
+    rows: Iterable[Row], keys: Sequence[str], key_values: Sequence[Any], at: datetime, ttl_us: int
 ) -> Row | None:
-    """The row with these keys and the greatest feature_ts in ``[at - ttl, at]``.
+    """The row with these keys and the greatest feature_ts live at ``at`` (``[at - ttl, at]``).
 
     Ties on feature_ts go to the greatest created_ts.
     """
     best: Row | None = None
+    at_us = semantics.to_micros(at)
     for row in rows:
         if any(row[k] != v for k, v in zip(keys, key_values, strict=True)):
             continue
-        if not (at - ttl <= row["feature_ts"] <= at):
+        if not semantics.is_live(semantics.to_micros(row["feature_ts"]), ttl_us, at_us):
             continue
         if best is None or (row["feature_ts"], row["created_ts"]) > (best["feature_ts"], best["created_ts"]):
             best = row
@@ -49,7 +52,7 @@ def expected_training_set(
                 view.key_names,
                 [spine_row[k] for k in view.key_names],
                 spine_row[timestamp_column],
-                timedelta(seconds=view.ttl_seconds),
+                semantics.ttl_us(view),
             )
             for feature in request.features:
                 result[feature.column] = None if match is None else match[feature.feature.name]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+from skewless import semantics
 from skewless.errors import SkewlessError, ValidationFailed
 from skewless.manifest import ViewSpec
 from skewless.runtime.settings import Settings, join_uri
@@ -115,14 +116,9 @@ def prepare_rows(rows: DataFrame, view: ViewSpec) -> DataFrame:
     """The staged rows plus the helper columns the checks refer to."""
     from pyspark.sql import functions as F
 
-    has_value = F.lit(False)
-    for name in view.feature_names:
-        has_value = has_value | F.col(name).isNotNull()
-    frame = rows.withColumn(HAS_VALUE, has_value)
+    frame = rows.withColumn(HAS_VALUE, semantics.has_value_column(view.feature_names))
     if view.kind == "aggregation":
-        boundary = F.unix_micros(F.date_add(F.col("ds"), 1).cast("timestamp"))
-        expected = F.timestamp_micros(boundary + F.lit(view.availability_lag_seconds * 1_000_000))
-        return frame.withColumn(EXPECTED_FEATURE_TS, expected)
+        return frame.withColumn(EXPECTED_FEATURE_TS, semantics.feature_ts_column(view, F.col("ds")))
     return frame.withColumn(FEATURE_DATE, F.to_date(F.col("feature_ts")))
 
 

@@ -6,11 +6,13 @@
 * each join key is not null;
 * one row per ``(keys, ds)`` (aggregation views) or per ``(keys, feature_ts, created_ts)``
   (snapshot views);
-* ``feature_ts`` agrees with ``ds``: ``feature_ts == ds + 1 day + availability_lag`` for
-  aggregation views, ``to_date(feature_ts) == ds`` for snapshot views.
+* ``feature_ts`` agrees with ``ds``: ``feature_ts == ds + 1 day + availability_lag``
+  (:func:`skewless.semantics.feature_ts`) for aggregation views, ``to_date(feature_ts) == ds``
+  for snapshot views.
 
 **Tombstones.** An aggregation view writes a tombstone row (every feature null) on the day an
-entity drops out of its longest window; it is how the store says "no value" (DESIGN.md 3). Value
+entity drops out of its longest window; it is how the store says "no value" (docs/semantics.md,
+"Aggregation views"; :func:`skewless.semantics.is_tombstone`). Value
 expectations (``between``, ``not_null``, ``max_null_fraction``) of aggregation views are
 therefore evaluated on the rows that have a value (at least one feature non-null): a tombstone
 never fails ``not_null``, and it does not count towards ``max_null_fraction``. The structural
@@ -26,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from skewless import semantics
 from skewless.errors import SkewlessError
 from skewless.manifest import ViewSpec
 
@@ -36,7 +39,8 @@ EXPECTED_FEATURE_TS = "_skewless_expected_feature_ts"
 FEATURE_DATE = "_skewless_feature_date"
 """Snapshot views: the UTC date of ``feature_ts``."""
 
-NUMERIC_DTYPES = frozenset({"int64", "float64"})
+NUMERIC_DTYPES = semantics.NUMERIC_DTYPES
+"""Kept here for its importers (validate/stats.py); the table is skewless.semantics.DTYPES."""
 
 CheckKind = Literal["not_null", "max_null_fraction", "between", "unique", "columns_equal"]
 
