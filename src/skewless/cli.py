@@ -252,10 +252,17 @@ def materialize(
     required=True,
     help="One entity: key=value[,key=value] or a JSON object; repeat for more entities.",
 )
-@click.option("--now", default=None, help="Answer as of this ISO-8601 time (UTC if no zone); default now.")
+@click.option(
+    "--at",
+    "--now",
+    "at",
+    default=None,
+    help="Answer as of this ISO-8601 time (UTC if no zone; default now). Refused (exit 1) for a "
+    "time before an entity's stored feature_ts: the online store holds only the latest row.",
+)
 @pass_context
 def get_online(
-    context: Context, service: str | None, features: str | None, entities: tuple[str, ...], now: str | None
+    context: Context, service: str | None, features: str | None, entities: tuple[str, ...], at: str | None
 ) -> int:
     """Print online feature values as JSON, one object per entity (nulls as null, NaN as "NaN")."""
     from skewless.online.client import OnlineClient, parse_entity
@@ -263,16 +270,16 @@ def get_online(
 
     if (service is None) == (features is None):
         raise click.UsageError("give either --service NAME or --features view:feature,...")
-    at = None
-    if now is not None:
+    moment = None
+    if at is not None:
         try:
-            at = datetime.fromisoformat(now)
+            moment = datetime.fromisoformat(at)
         except ValueError:
-            raise click.BadParameter(f"not an ISO-8601 time: {now!r}", param_hint="--now") from None
+            raise click.BadParameter(f"not an ISO-8601 time: {at!r}", param_hint="--at") from None
     with OnlineClient(context.settings, _registry(context)) as client:
         plan = client.plan(features, service)
         rows = client.get_online_features(
-            [parse_entity(text, plan) for text in entities], features, service, now=at
+            [parse_entity(text, plan) for text in entities], features, service, now=moment
         )
     click.echo(dumps(json_rows(rows), indent=2))
     return 0

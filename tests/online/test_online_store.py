@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 import redis
 
-from skewless.errors import EntityError, OnlineStoreError, PublishRefused, SkewlessError, UnknownObjectError
+from skewless.errors import (
+    EntityError,
+    OnlineStoreError,
+    OnlineTimeRefused,
+    PublishRefused,
+    SkewlessError,
+    UnknownObjectError,
+)
 from skewless.manifest import FeatureSpec, Manifest
 from skewless.online.client import OnlineClient
 from skewless.online.encoding import ViewCodec, decode
@@ -166,7 +173,6 @@ def test_expiry_is_exact_at_feature_ts_plus_ttl(online: tuple[Settings, Manifest
     publish_rows(settings.redis_url, view, [("m", ts, ts, 5, 1.0, "x", True)])
     ttl = view.ttl_seconds * 1_000_000
     expected = {
-        ts - 1: None,  # written after the asked time: the point-in-time rule cannot see it
         ts: 5,
         ts + ttl - 1: 5,
         ts + ttl: 5,  # both bounds inclusive
@@ -178,6 +184,11 @@ def test_expiry_is_exact_at_feature_ts_plus_ttl(online: tuple[Settings, Manifest
                 [{"merchant_id": "m"}], features=["merchant_profile:n"], now=at(moment)
             )
             assert answer[0]["n"] == value, moment - ts
+        # Before the stored row the answer was an older row the store no longer holds: refused.
+        with pytest.raises(OnlineTimeRefused, match="merchant_id='m'"):
+            client.get_online_features(
+                [{"merchant_id": "m"}], features=["merchant_profile:n"], now=at(ts - 1)
+            )
     # Redis itself drops the key at the first millisecond boundary past feature_ts + ttl.
     key = ViewCodec(view).entity_key(["m"])
     assert redis.Redis.from_url(redis_url).pexpiretime(key) == -(-(ts + ttl) // 1000)

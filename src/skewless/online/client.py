@@ -2,8 +2,11 @@
 
 A request is one round trip whatever the number of entities and views: one ``MGET`` per view,
 pipelined. A stored row is served only while ``feature_ts <= now <= feature_ts + ttl`` (both bounds
-inclusive), the point-in-time rule of DESIGN.md section 5; Redis's own expiry only reclaims
-memory. Missing keys, tombstones and expired values read as null for every feature of the view.
+inclusive, :func:`skewless.semantics.live_window`: the point-in-time rule of docs/semantics.md);
+Redis's own expiry only reclaims memory. Missing keys, tombstones and expired values read as
+null for every feature of the view. The store holds only the latest row per entity: when it is
+later than ``now``, the answer at ``now`` was an older row that is gone, and the request is
+refused with :class:`~skewless.errors.OnlineTimeRefused` rather than answered null.
 
 Columns are named like the training join's: ``<feature>``, or ``<view>__<feature>`` for a
 feature name requested from two views. Types are the manifest's dtypes: int64 -> int,
@@ -16,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 from operator import add, itemgetter
 from typing import TYPE_CHECKING, Any, cast
@@ -24,7 +27,8 @@ from typing import TYPE_CHECKING, Any, cast
 import msgpack  # type: ignore[import-untyped]
 from hiredis import pack_command
 
-from skewless.errors import EntityError, OnlineStoreError
+from skewless import semantics
+from skewless.errors import EntityError, OnlineStoreError, OnlineTimeRefused
 from skewless.manifest import FeatureRef, Manifest
 from skewless.online.encoding import (
     FEATURES_AT,
@@ -125,13 +129,13 @@ def resolve(
     return FeaturePlan(tuple(request.output_columns(requests)), reads)
 
 
-def now_micros(now: datetime | None) -> int:
-    if now is None:
-        return time.time_ns() // 1000
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    delta = now - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+@dataclass(frozen=True)
+class _Unknowable:
+    """A stored row later than the request's time (see :func:`skewless.semantics.online_answer`)."""
+
+    read: _ViewRead
+    row: int
+    feature_ts_us: int
 
 
 class OnlineClient:
@@ -189,9 +193,14 @@ class OnlineClient:
         service: str | None = None,
         now: datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """One dict per entity row: the row's own fields, then the feature columns (training-join order)."""
+        """One dict per entity row: the row's own fields, then the feature columns (training-join order).
+
+        ``now`` (default: the current time; naive means UTC) is the time the answer is for.
+        Raises :class:`OnlineTimeRefused` when a stored row is later than ``now``: the online
+        store holds only the latest row, so the point-in-time answer at ``now`` is unknown there.
+        """
         plan = self.plan(features, service)
-        now_us = now_micros(now)
+        now_us = time.time_ns() // 1000 if now is None else semantics.to_micros(now)
         rows = entity_rows if isinstance(entity_rows, list) else list(entity_rows)
         if not rows:
             return []
@@ -199,7 +208,12 @@ class OnlineClient:
         packed = b"".join(pack_command(cast(Any, ("MGET", *_view_keys(read, rows)))) for read in views)
         # One MGET per view, sent together: each view's values are decoded while Redis is still
         # answering the next view's MGET.
-        decoded = self._read(packed, len(views), lambda i, raws: self._decode(views[i], raws, now_us))
+        unknowable: list[_Unknowable] = []
+        decoded = self._read(
+            packed, len(views), lambda i, raws: self._decode(views[i], raws, now_us, unknowable)
+        )
+        if unknowable:  # raised once every reply is read: the connection stays usable
+            raise _refusal(unknowable, rows, now_us)
         # Per view, one tuple of requested values per row; joined row-wise in C (operator.add):
         # the columns are grouped by view, in the training join's order.
         combined = decoded[0]
@@ -217,13 +231,17 @@ class OnlineClient:
             raise _clash_error(plan, rows)
         return results
 
-    def _decode(self, read: _ViewRead, raws: list[bytes | None], now_us: int) -> list[tuple[Any, ...]]:
-        """The requested values of each stored value, or nulls when absent, dead or a tombstone (hot loop).
+    def _decode(
+        self, read: _ViewRead, raws: list[bytes | None], now_us: int, unknowable: list[_Unknowable]
+    ) -> list[tuple[Any, ...]]:
+        """The requested values of each stored value, or nulls when absent, expired or a tombstone (hot loop).
 
-        A value is ``[format, feature_ts, created_ts, layout_id, *features]`` (one ``unpackb``).
+        A value is ``[format, feature_ts, created_ts, layout_id, *features]`` (one ``unpackb``). A
+        value or tombstone later than ``now`` is recorded in ``unknowable``.
         """
         getter, nulls = read.getter, read.nulls
-        layout, oldest = read.codec.layout_id, now_us - read.codec.ttl_us
+        layout = read.codec.layout_id
+        oldest, newest = semantics.live_window(read.codec.ttl_us, now_us)
         unpack = msgpack.unpackb
         out: list[tuple[Any, ...]] = []
         append = out.append
@@ -233,11 +251,13 @@ class OnlineClient:
                     append(nulls)
                     continue
                 items = unpack(raw)
-                if items[0] == FORMAT_VALUES and oldest <= items[1] <= now_us:
+                if items[0] == FORMAT_VALUES and oldest <= items[1] <= newest:
                     if items[3] != layout:
                         items = self._remap(read.codec, items)
                     append(getter(items))
                 elif items[0] == FORMAT_TOMBSTONE or items[0] == FORMAT_VALUES:
+                    if items[1] > newest:
+                        unknowable.append(_Unknowable(read, len(out), items[1]))
                     append(nulls)  # a tombstone, or a value not live at now
                 else:
                     raise OnlineStoreError(
@@ -312,6 +332,26 @@ def _view_keys(read: _ViewRead, rows: list[Mapping[str, Any]]) -> list[str]:
     if len(parts) == 1:
         return [prefix + part for part in parts[0]]
     return [prefix + ":".join(entity) for entity in zip(*parts, strict=True)]
+
+
+def _refusal(unknowable: list[_Unknowable], rows: list[Mapping[str, Any]], now_us: int) -> OnlineTimeRefused:
+    """The error for rows later than the request's time, naming the first one."""
+    first = unknowable[0]
+    view = first.read.codec.view_name
+    entity = {name: rows[first.row][name] for name in first.read.key_names}
+    keys = ", ".join(f"{name}={value!r}" for name, value in entity.items())
+    stored = semantics.from_micros(first.feature_ts_us).isoformat()
+    more = f" (and {len(unknowable) - 1} more)" if len(unknowable) > 1 else ""
+    return OnlineTimeRefused(
+        f"view {view!r}, entity {keys}{more}: cannot answer at "
+        f"{semantics.from_micros(now_us).isoformat()}: the online store holds only the latest row, "
+        f"whose feature_ts {stored} is later; the answer at that time was an older row it no longer "
+        "has. Ask at or after the stored feature_ts, or use the training join (skewless training-set) "
+        "for past times",
+        view=view,
+        entity=entity,
+        feature_ts=stored,
+    )
 
 
 def _clash_error(plan: FeaturePlan, rows: list[Mapping[str, Any]]) -> EntityError:

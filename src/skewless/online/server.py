@@ -8,8 +8,13 @@
     ``{"columns": [...], "rows": [{...}, ...]}``, one row per entity in request order, with the
     same values and JSON conventions as ``skewless get-online`` (:mod:`skewless.online.jsonio`).
 
+``now`` is the time the answer is for (default: the current time). The online store holds only
+the latest row per entity: a ``now`` before a stored row's ``feature_ts`` cannot be answered by
+the point-in-time rule and is refused with 409 naming the view, the entity and that
+``feature_ts`` (:class:`~skewless.errors.OnlineTimeRefused`), never answered null.
+
 Errors are JSON ``{"error": message}``: 400 for a malformed body or entity, 404 for an unknown
-view, feature or service, 503 when Redis is unreachable.
+view, feature or service, 409 for a ``now`` before a stored row, 503 when Redis is unreachable.
 """
 
 from __future__ import annotations
@@ -18,7 +23,13 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from skewless.errors import EntityError, OnlineStoreError, SkewlessError, UnknownObjectError
+from skewless.errors import (
+    EntityError,
+    OnlineStoreError,
+    OnlineTimeRefused,
+    SkewlessError,
+    UnknownObjectError,
+)
 from skewless.manifest import Manifest
 from skewless.online.client import OnlineClient
 from skewless.online.jsonio import dumps, json_rows
@@ -110,6 +121,8 @@ def create_app(settings: Settings, manifest: Manifest, client: OnlineClient | No
             return _error(str(exc), 400)
         except UnknownObjectError as exc:
             return _error(str(exc), 404)
+        except OnlineTimeRefused as exc:
+            return _error(str(exc), 409)
         except OnlineStoreError as exc:
             return _error(str(exc), 503)
         except SkewlessError as exc:
