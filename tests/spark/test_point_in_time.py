@@ -418,3 +418,9 @@ def test_training_set_manifest_rebuilds_the_same_rows_after_new_commits(spark: A
     original = read(str(tmp_path / "ts1"), "delta")
     assert read(str(tmp_path / "ts3"), "delta") == original
     assert read(str(tmp_path / "ts2"), "parquet") != original  # the new data does change a fresh build
+
+    # The spine changes afterwards (one more file of labels): a rebuild cannot reproduce ts1 and
+    # says so before any Spark work, even though the row count alone would not show it.
+    _spine_frame(spark, spine[:1]).write.mode("append").parquet(spine_path)
+    with pytest.raises(SkewlessError, match=r"spine .* changed since the training set was built"):
+        prepare_rebuild(settings, str(tmp_path / "ts1"), str(tmp_path / "ts4"))

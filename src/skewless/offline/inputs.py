@@ -21,6 +21,7 @@ import fnmatch
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -190,12 +191,15 @@ def inspect_input(
     *,
     delta_version: int | None = None,
     all_footers: bool = True,
+    only_partitions: tuple[str, frozenset[str]] | None = None,
 ) -> InputSet:
     """List and check what is at ``uri`` without Spark; raises :class:`InputError` naming the path.
 
     ``input_format`` None: a Delta table when ``uri`` holds a ``_delta_log``, else Parquet.
     ``delta_version`` pins a Delta table to that version (the current one by default).
     ``all_footers`` False reads only the first file's footer (enough for the schema).
+    ``only_partitions`` (column, values) keeps the files of those hive partitions only, so a daily
+    run neither lists nor opens the footers of other days.
     """
     import pyarrow as pa
     import pyarrow.fs as pafs
@@ -216,6 +220,13 @@ def inspect_input(
         raise InputError(f"{uri}: cannot be listed ({str(exc).splitlines()[0]})") from None
     if not files:
         raise InputError(f"{uri}: no Parquet files there" + (" (empty directory)" if is_folder else ""))
+    if only_partitions is not None and base is not None:
+        column, values = only_partitions
+        if column in _hive_columns(files, base):
+            wanted = {f"{column}={value}" for value in values}
+            files = [f for f in files if wanted & set(f.path[len(base) :].split("/"))]
+            if not files:  # no file of those days: still read one, for the schema (it is filtered out)
+                files = [min(_list_files(uri, filesystem, path)[0], key=lambda f: f.path)]
     schemas = [_footer_schema(filesystem, uri, item) for item in (files if all_footers else files[:1])]
     partitions = _hive_columns(files, base)
     schema = schemas[0]
@@ -388,3 +399,130 @@ def _is_wide_decimal_key(data_type: object) -> bool:
     from pyspark.sql import types as T
 
     return isinstance(data_type, T.DecimalType) and data_type.scale == 0 and data_type.precision > 18
+
+
+# --- per-file time ranges (for per-day input fingerprints) -------------------------------------
+
+
+@dataclass(frozen=True)
+class FileStats:
+    """What tells which UTC days' events a file may hold (docs/semantics.md, "Late and corrected data")."""
+
+    path: str
+    size: int
+    modified_ns: int | None
+    """Last modification time: a file rewritten in place with the same size still changes it."""
+    partition: str | None
+    """The file's value of the source's ``partition_column`` (hive folder or Delta partition)."""
+    time_range: tuple[int, int] | None
+    """Min and max of the timestamp column in UTC microseconds (nanoseconds floored, like the
+    reader); None when the footer or log has no usable statistics (the file may hold any day)."""
+    no_events: bool = False
+    """Every timestamp is null: the reader drops every row, so the file holds no day's events."""
+
+
+_MICROS_PER_UNIT = {"ms": (1000, 1), "us": (1, 1), "ns": (1, 1000)}
+
+
+def _to_micros(raw: int, unit: str) -> int:
+    multiply, divide = _MICROS_PER_UNIT[unit]
+    return raw * multiply // divide  # floor division: nanoseconds truncate toward the past
+
+
+def file_stats(
+    inputs: InputSet, timestamp_column: str, partition_column: str | None = None
+) -> tuple[FileStats, ...]:
+    """Size, modification time, partition value and timestamp min/max of every inspected file.
+
+    Parquet statistics come from each footer; a Delta source's from its add actions. A string or
+    INT96 timestamp, or a footer without statistics, gives ``time_range`` None.
+    """
+    if inputs.format == "delta":
+        return _delta_file_stats(inputs, timestamp_column, partition_column)
+    filesystem, _ = _filesystem(inputs.uri)
+    out: list[FileStats] = []
+    for item in inputs.files:
+        path = item.path.split("://", 1)[1] if _is_remote(item.path) else item.path
+        try:
+            modified = filesystem.get_file_info(path).mtime_ns
+            with filesystem.open_input_file(path) as handle:
+                time_range, no_events = _footer_time_range(handle, timestamp_column)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{item.path}: cannot read its footer ({str(exc).splitlines()[0]})") from None
+        partition = None
+        if partition_column is not None and inputs.base is not None:
+            for part in item.path[len(inputs.base) :].split("/")[:-1]:
+                if part.startswith(f"{partition_column}="):
+                    partition = part.split("=", 1)[1]
+        out.append(FileStats(item.path, item.size, modified, partition, time_range, no_events))
+    return tuple(out)
+
+
+def _footer_time_range(handle: pa.NativeFile, column: str) -> tuple[tuple[int, int] | None, bool]:
+    import pyarrow.parquet as pq
+    import pyarrow.types as pat
+
+    metadata = pq.read_metadata(handle)
+    arrow_schema = metadata.schema.to_arrow_schema()
+    index = next((i for i in range(metadata.num_columns) if metadata.schema.column(i).path == column), None)
+    if index is None or column not in arrow_schema.names:
+        return None, False
+    data_type = arrow_schema.field(column).type
+    if not pat.is_timestamp(data_type) or data_type.unit not in _MICROS_PER_UNIT:
+        return None, False
+    lows: list[int] = []
+    highs: list[int] = []
+    for group in range(metadata.num_row_groups):
+        chunk = metadata.row_group(group)
+        stats = chunk.column(index).statistics
+        if stats is None or stats.physical_type != "INT64":
+            return None, False
+        if stats.has_min_max:
+            lows.append(_to_micros(int(stats.min_raw), data_type.unit))
+            highs.append(_to_micros(int(stats.max_raw), data_type.unit))
+        elif chunk.num_rows > (stats.null_count or 0):
+            return None, False  # values present but no min/max written
+    if not lows:
+        return None, True
+    return (min(lows), max(highs)), False
+
+
+def _delta_file_stats(
+    inputs: InputSet, timestamp_column: str, partition_column: str | None
+) -> tuple[FileStats, ...]:
+    import pyarrow as pa
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError
+
+    try:
+        options = storage_options(inputs.uri)
+        table = DeltaTable(inputs.uri, version=inputs.delta_version, storage_options=options)
+        actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    except (DeltaError, OSError) as exc:
+        raise InputError(f"{inputs.uri}: cannot read the Delta log ({str(exc).splitlines()[0]})") from None
+    root = table.table_uri.rstrip("/")
+    out: list[FileStats] = []
+    for action in actions:
+        low, high = action.get(f"min.{timestamp_column}"), action.get(f"max.{timestamp_column}")
+        nulls, rows = action.get(f"null_count.{timestamp_column}"), action.get("num_records")
+        time_range = None
+        if isinstance(low, datetime) and isinstance(high, datetime):
+            time_range = (_datetime_micros(low), _datetime_micros(high))
+        partition = action.get(f"partition.{partition_column}") if partition_column else None
+        out.append(
+            FileStats(
+                f"{root}/{action['path']}",
+                int(action["size_bytes"]),
+                int(action["modification_time"]) * 1_000_000,
+                None if partition is None else str(partition),
+                time_range,
+                no_events=time_range is None and rows is not None and nulls == rows,
+            )
+        )
+    return tuple(sorted(out, key=lambda f: f.path))
+
+
+def _datetime_micros(value: datetime) -> int:
+    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

@@ -25,16 +25,24 @@ DAY = "_day"
 CREATED = "_created"
 
 
-def inspect_source(settings: Settings, source: SourceSpec) -> InputSet:
-    """The source's files and schema (no Spark); a bad path is a :class:`DataError` naming it."""
+def inspect_source(settings: Settings, source: SourceSpec, days: Iterable[date] | None = None) -> InputSet:
+    """The source's files and schema (no Spark); a bad path is a :class:`DataError` naming it.
+
+    With ``days`` and a ``partition_column``, only those days' hive folders are listed.
+    """
+    pruned = None
+    if days is not None and source.partition_column:
+        pruned = (source.partition_column, frozenset(d.isoformat() for d in days))
     try:
-        return inspect_input(settings.source_uri(source.path), source.format)
+        return inspect_input(settings.source_uri(source.path), source.format, only_partitions=pruned)
     except InputError as exc:
         raise DataError(str(exc), source=source.name) from None
 
 
-def _read_raw(spark: SparkSession, settings: Settings, source: SourceSpec) -> tuple[DataFrame, InputSet]:
-    inputs = inspect_source(settings, source)
+def _read_raw(
+    spark: SparkSession, settings: Settings, source: SourceSpec, days: Iterable[date] | None = None
+) -> tuple[DataFrame, InputSet]:
+    inputs = inspect_source(settings, source, days)
     try:
         return read_input(spark, inputs), inputs
     except InputError as exc:
@@ -147,7 +155,7 @@ def read_events(
 
     wanted = sorted(set(days))
     source = view.source
-    raw, inputs = _read_raw(spark, settings, source)
+    raw, inputs = _read_raw(spark, settings, source, wanted)
     where = f"file {inputs.first_file}"
     needed = [*view.key_names, source.timestamp, *value_columns]
     if source.created_timestamp:

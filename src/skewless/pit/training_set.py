@@ -198,6 +198,7 @@ def build_training_set(
 
 
 def refuse_existing(out: str) -> None:
+    """An output that exists, or that cannot be created, fails before any Spark work."""
     from pathlib import Path
 
     if is_remote(out):
@@ -205,11 +206,11 @@ def refuse_existing(out: str) -> None:
     path = Path(out)
     if path.is_file() or (path.is_dir() and any(path.iterdir())):
         raise SkewlessError(f"output {out} already exists; choose another --out")
-    parent = path.parent if not path.exists() else path
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise SkewlessError(f"output {out} cannot be written ({parent} is not writable)")
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+        raise SkewlessError(f"output {out} cannot be written ({ancestor} is not a writable folder)")
 
 
 def load_training_manifest(uri: str) -> TrainingSetManifest:
