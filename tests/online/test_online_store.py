@@ -24,6 +24,7 @@ from skewless.online.client import OnlineClient
 from skewless.online.encoding import ViewCodec, decode
 from skewless.online.local_redis import LocalRedis, free_port
 from skewless.online.materialize import materialize, publish_rows
+from skewless.online.redis_store import ScriptWriter, WriteCounts
 from skewless.runtime.settings import Settings
 from tests.helpers import deploy
 from tests.online.trees import TREE
@@ -192,6 +193,24 @@ def test_expiry_is_exact_at_feature_ts_plus_ttl(online: tuple[Settings, Manifest
     # Redis itself drops the key at the first millisecond boundary past feature_ts + ttl.
     key = ViewCodec(view).entity_key(["m"])
     assert redis.Redis.from_url(redis_url).pexpiretime(key) == -(-(ts + ttl) // 1000)
+
+
+def test_the_write_script_takes_each_expiry_from_its_caller(
+    online: tuple[Settings, Manifest], redis_url: str
+) -> None:
+    # The script computes no time of its own: the PXAT of each key is the argument it was given
+    # (semantics.expire_at_ms in the writers), and one already past is counted, not written.
+    _, manifest = online
+    codec = ViewCodec(manifest.view("customer_stats"))
+    ts = now_us()
+    value = codec.encode(ts, ts, [1, 1.0])
+    given_ms = ts // 1000 + 10 * HOUR_US // 1000  # not feature_ts + ttl (2 days)
+    client = redis.Redis.from_url(redis_url)
+    counts = ScriptWriter(client).write([(["k-live", "k-past"], [given_ms, value, ts // 1000 - 1000, value])])
+    assert counts == WriteCounts(written=1, kept_newer=0, already_expired=1)
+    assert client.pexpiretime("k-live") == given_ms
+    assert client.exists("k-past") == 0
+    client.close()
 
 
 def test_late_backfill_never_overwrites_newer_values(

@@ -95,7 +95,7 @@ def prepare_spine(spine: DataFrame, requests: Sequence[ViewRequest], timestamp_c
             if key.dtype == "int64":
                 if not _int_like(actual):
                     raise SpineError(f"join key must be int64, found {actual}", column=key.name)
-                if actual != "bigint":
+                if actual != semantics.DTYPES["int64"].spark:
                     casts[key.name] = F.col(key.name).cast("long")
     return spine.withColumns(casts)
 
