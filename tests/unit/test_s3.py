@@ -266,3 +266,45 @@ def test_update_text_on_s3_redecides_after_losing_a_conditional_write(s3: Bucket
     assert read_text(uri) == "[other 1][other 2][ours]"
     assert update_text(uri, lambda current: None) is False
     assert read_text(uri) == "[other 1][other 2][ours]"
+
+
+def test_sources_on_s3_are_inspected_and_typed_without_spark(s3: Bucket, tmp_path: Path) -> None:
+    """validate reads an s3:// source's types from its footers (pandas-written, nanoseconds)."""
+    import io
+
+    import pandas as pd
+
+    from skewless.offline.inputs import InputError, column_types, inspect_input
+
+    frame = pd.DataFrame(
+        {
+            "merchant_id": ["m1", "m2"],
+            "amount": pd.array([1.5, 2.5], dtype="float32"),
+            "ts": pd.to_datetime(["2024-03-01 10:00", "2024-03-02 11:00"], utc=True),
+        }
+    )
+    for day in ("2024-03-01", "2024-03-02"):
+        body = io.BytesIO()
+        frame.to_parquet(body)
+        s3.client.put_object(
+            Bucket=s3.name, Key=f"raw/txns/event_date={day}/part-0.parquet", Body=body.getvalue()
+        )
+    s3.client.put_object(Bucket=s3.name, Key="raw/txns/_SUCCESS", Body=b"")
+
+    inputs = inspect_input(f"s3://{s3.name}/raw/txns")
+    assert [f.path for f in inputs.files] == [
+        f"s3://{s3.name}/raw/txns/event_date=2024-03-01/part-0.parquet",
+        f"s3://{s3.name}/raw/txns/event_date=2024-03-02/part-0.parquet",
+    ]
+    assert column_types(inputs) == {
+        "merchant_id": "string",
+        "amount": "float64",
+        "ts": "timestamp",
+        "event_date": "string",
+    }
+    one_day = inspect_input(
+        f"s3://{s3.name}/raw/txns", only_partitions=("event_date", frozenset({"2024-03-02"}))
+    )
+    assert len(one_day.files) == 1
+    with pytest.raises(InputError, match=rf"s3://{s3.name}/raw/nothing: no such file or directory"):
+        inspect_input(f"s3://{s3.name}/raw/nothing")
