@@ -6,7 +6,15 @@ import math
 
 import pytest
 
-from skewless.validate.psi import bin_edges, bin_index, classify, dense, histogram, psi, quantile_levels
+from skewless.validate.psi import (
+    bin_edges,
+    bin_index,
+    classify,
+    counts_from_ranks,
+    histogram,
+    psi,
+    quantile_levels,
+)
 
 
 def test_identical_distributions_have_zero_psi() -> None:
@@ -40,7 +48,16 @@ def test_bins_are_left_open_right_closed_at_shared_edges() -> None:
     assert edges == [1.0, 2.0, 3.0]
     assert [bin_index(v, edges) for v in (0.5, 1.0, 1.5, 2.0, 3.0, 9.0)] == [0, 0, 1, 1, 2, 3]
     assert histogram([0.5, 1.0, None, float("nan"), 9.0], edges) == [2, 0, 0, 1]
-    assert dense({0: 2, 3: 1}, 4) == [2, 0, 0, 1]
+
+
+def test_bin_counts_from_inclusive_ranks_at_the_edges() -> None:
+    values = [0.5, 1.0, 1.0, 2.0, 9.0]
+    edges = [1.0, 2.0, 3.0]
+    ranks = [sum(v <= e for v in values) / len(values) for e in edges]  # what a sketch answers
+    assert counts_from_ranks(ranks, len(values)) == histogram(values, edges) == [3, 1, 0, 1]
+    assert counts_from_ranks([], 4) == [4]
+    # Approximate ranks round to whole values and never give a negative bin.
+    assert counts_from_ranks([0.3334, 0.3333, 1.0000001], 3) == [1, 0, 2, 0]
 
 
 def test_quantile_levels_and_classification() -> None:

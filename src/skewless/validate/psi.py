@@ -2,8 +2,11 @@
 
 Both distributions are binned with the *same* edges, taken at the reference window's quantiles:
 a value ``v`` falls in bin ``i`` = the number of edges strictly below ``v``, so with edges
-``e1 < ... < ek`` the bins are ``(-inf, e1], (e1, e2], ..., (ek, +inf)``. Spark computes the same
-index (``size(filter(edges, e -> e < v))``); :func:`bin_index` is the plain-Python reading.
+``e1 < ... < ek`` the bins are ``(-inf, e1], (e1, e2], ..., (ek, +inf)``. :func:`bin_index` is
+the plain-Python reading; Spark counts from quantile sketches instead of rows: the inclusive rank
+of a sketch at ``ei`` is the fraction of values ``<= ei``, and :func:`counts_from_ranks` turns
+those ranks into the same bin counts (exact while a sketch holds every value, within the
+tolerance of docs/validation.md once it compacts).
 
 ``PSI = sum_i (a_i - r_i) * ln(a_i / r_i)`` over bin proportions ``a`` (new partition) and ``r``
 (reference), each floored at ``epsilon`` so that an empty bin does not make it infinite. Common
@@ -12,8 +15,9 @@ reading: below 0.1 stable, 0.1-0.25 moderate shift, above 0.25 major shift.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 EPSILON = 1e-4
@@ -46,9 +50,14 @@ def histogram(values: Iterable[float | None], edges: Sequence[float]) -> list[in
     return counts
 
 
-def dense(counts: Mapping[int, int], bins: int) -> list[int]:
-    """``{bin: count}`` (what Spark returns, empty bins absent) as a list of ``bins`` counts."""
-    return [int(counts.get(i, 0)) for i in range(bins)]
+def counts_from_ranks(ranks: Sequence[float], total: int) -> list[int]:
+    """Counts per bin of ``total`` values from their inclusive ranks at the sorted edges.
+
+    ``ranks[i]`` is the fraction of values ``<= edges[i]``; bin ``i`` holds the values between
+    edge ``i - 1`` (exclusive) and edge ``i`` (inclusive), so ``len(ranks) + 1`` bins.
+    """
+    cumulative = [0, *(min(max(round(r * total), 0), total) for r in ranks), total]
+    return [max(high - low, 0) for low, high in itertools.pairwise(cumulative)]
 
 
 def psi(reference: Sequence[int], actual: Sequence[int], epsilon: float = EPSILON) -> float | None:

@@ -1,45 +1,54 @@
-"""Feature statistics and drift per committed partition, kept in a Delta table per view.
+"""Feature statistics and drift per committed partition, kept as mergeable per-day summaries.
 
-:func:`record_stats` reads committed ``ds`` partitions of a view's offline table and writes one
-row per ``(ds, feature)`` to ``<offline_root>/_stats/<view>/v<version>`` (partitioned by ``ds``;
-rerunning a ``ds`` replaces its rows):
+:func:`record_stats` reads the committed ``ds`` partitions of a view's offline table once and
+writes one row per ``(ds, feature)`` to ``<offline_root>/_stats/<view>/summaries-v<version>``
+(partitioned by ``ds``; rerunning a ``ds`` replaces its rows), see docs/validation.md:
 
 * every feature: rows, non-null count, null rate (over all rows, tombstones included);
-* numeric features (int64, float64): mean, sample stddev, min, max and approximate p50/p90/p99
-  over the non-null values;
-* drift: the PSI (:mod:`skewless.validate.psi`) of each numeric feature's non-null values on
-  the partition against the previous ``validation.drift_reference_days`` partitions, binned at
-  the reference window's quantiles (alerts need ``drift_min_values`` values on both sides).
-  ``drift_psi_warn`` logs a warning; ``drift_psi_fail`` raises
-  :class:`~skewless.errors.DriftDetected` after the statistics are written (the partition is
-  already committed: drift is an alert, not a gate).
+* numeric features (int64, float64): mean, sample stddev, min, max over the non-null values, and
+  a KLL quantile sketch (Apache DataSketches, Spark's ``kll_sketch_agg_double``) of the non-null,
+  non-NaN values, with the p50/p90/p99 read from it. Sketches of several days merge into the
+  sketch of their union, so any window's quantiles come from the stored rows alone;
+* drift: the PSI (:mod:`skewless.validate.psi`) of each numeric feature on the partition against
+  the previous ``validation.drift_reference_days`` partitions, from the stored summaries: the
+  reference days' sketches are merged, the bin edges are the merged sketch's quantiles, and both
+  sides' bin counts come from the sketches' ranks at those edges. ``drift_psi_warn`` logs a
+  warning; ``drift_psi_fail`` raises :class:`~skewless.errors.DriftDetected` after the
+  statistics are written (the partition is already committed: drift is an alert, not a gate).
 
-Everything is computed in Spark; the driver only sees one aggregate row per ``ds`` and the bin
-counts. A backfill of many days costs the same few Spark jobs as one day.
+A stored summary is used for a reference day only if it was computed from the files that are
+committed for that day now (a fingerprint of the partition's file list in the Delta log); a day
+without one (committed without statistics, or rewritten since) is summarised from its rows in the
+same pass. A nightly run therefore reads one day of rows plus the stored summaries, and a backfill
+of many days reads each row once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from skewless.errors import DriftDetected
 from skewless.manifest import ViewSpec
 from skewless.runtime.settings import Settings, ValidationSettings, join_uri
-from skewless.validate.psi import DriftStatus, bin_edges, classify, dense, psi, quantile_levels
+from skewless.validate.psi import DriftStatus, bin_edges, classify, counts_from_ranks, psi, quantile_levels
 from skewless.validate.suite import NUMERIC_DTYPES
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
 log = logging.getLogger(__name__)
 
 QUANTILES = (0.5, 0.9, 0.99)
-QUANTILE_ACCURACY = 10_000
+SKETCH_K = 2000
+"""KLL accuracy parameter: normalized rank error about 0.15% (docs/validation.md gives the PSI
+tolerance this buys); a sketch of a day's values takes about 30 KB."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,12 @@ class FeatureStats:
     ``drift_min_values`` on a side: PSI kept, no alert); None for non-numeric features."""
     reference_days: int | None = None
     reference_values: int | None = None
+    sketch: bytes | None = field(default=None, repr=False)
+    """KLL sketch (DataSketches ``KllDoublesSketch``) of the non-null, non-NaN values; numeric only."""
+    sketch_values: int | None = None
+    """Values in ``sketch`` (``non_null`` minus NaNs)."""
+    partition_fingerprint: str | None = None
+    """The committed files of the view's ``ds`` partition these statistics were computed from."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,9 @@ class StatsResult:
     table_version: int | None
     """Version of the stats table written (None when no partition of the range is committed)."""
     uri: str
+    days_read: tuple[date, ...] = ()
+    """The ``ds`` partitions whose rows were read: the range, plus reference days without a usable
+    stored summary."""
 
     @property
     def days(self) -> list[date]:
@@ -100,7 +118,8 @@ class StatsResult:
 
 
 def stats_uri(settings: Settings, view: ViewSpec) -> str:
-    return join_uri(settings.offline_root, f"_stats/{view.name}/v{view.version}")
+    # ``summaries-`` marks the layout with sketches: tables of the earlier layout stay at ``v<version>``.
+    return join_uri(settings.offline_root, f"_stats/{view.name}/summaries-v{view.version}")
 
 
 def stats_schema() -> StructType:
@@ -132,6 +151,9 @@ def stats_schema() -> StructType:
             f("drift_status", string),
             f("reference_days", long),
             f("reference_values", long),
+            f("sketch", T.BinaryType()),
+            f("sketch_values", long),
+            f("partition_fingerprint", string),
             f("table_version", long),
             f("computed_at", T.TimestampType()),
         ]
@@ -144,14 +166,22 @@ def read_stats(spark: SparkSession, settings: Settings, view: ViewSpec, start: d
     return delta_tables(spark).read(stats_uri(settings, view), stats_schema(), ds_range=(start, end))
 
 
-def describe(rows: DataFrame, view: ViewSpec) -> list[FeatureStats]:
-    """Per ``(ds, feature)`` statistics of ``rows`` (one Spark aggregation grouped by ``ds``)."""
+def _sketch_values(sketch: Column) -> Column:
+    """``kll_sketch_get_*`` reject an empty sketch: guard every read with its count."""
+    from pyspark.sql import functions as F
+
+    return F.kll_sketch_get_n_double(sketch)
+
+
+def summarize(rows: DataFrame, view: ViewSpec) -> list[FeatureStats]:
+    """Per ``(ds, feature)`` statistics of ``rows``: one Spark aggregation grouped by ``ds``."""
     from pyspark.sql import functions as F
 
     has_value = F.lit(False)
     for name in view.feature_names:
         has_value = has_value | F.col(name).isNotNull()
     aggregates = [F.count(F.lit(1)).alias("rows"), F.sum((~has_value).cast("long")).alias("tombstones")]
+    reads: list[Column] = []
     for index, feature in enumerate(view.features):
         column = F.col(feature.name)
         aggregates.append(F.count(column).alias(f"n{index}"))
@@ -162,10 +192,18 @@ def describe(rows: DataFrame, view: ViewSpec) -> list[FeatureStats]:
                 F.stddev_samp(value).alias(f"sd{index}"),
                 F.min(value).alias(f"min{index}"),
                 F.max(value).alias(f"max{index}"),
-                F.percentile_approx(value, list(QUANTILES), QUANTILE_ACCURACY).alias(f"q{index}"),
+                F.kll_sketch_agg_double(F.when(~F.isnan(value), value), SKETCH_K).alias(f"k{index}"),
+            ]
+            sketch = F.col(f"k{index}")
+            levels = F.array(*[F.lit(q) for q in QUANTILES])
+            reads += [
+                _sketch_values(sketch).alias(f"kn{index}"),
+                F.when(_sketch_values(sketch) > 0, F.kll_sketch_get_quantile_double(sketch, levels)).alias(
+                    f"q{index}"
+                ),
             ]
     out = []
-    for row in rows.groupBy("ds").agg(*aggregates).orderBy("ds").collect():
+    for row in rows.groupBy("ds").agg(*aggregates).select("*", *reads).orderBy("ds").collect():
         total = int(row["rows"])
         for index, feature in enumerate(view.features):
             non_null = int(row[f"n{index}"])
@@ -180,6 +218,8 @@ def describe(rows: DataFrame, view: ViewSpec) -> list[FeatureStats]:
                     "p50": quantiles[0],
                     "p90": quantiles[1],
                     "p99": quantiles[2],
+                    "sketch": bytes(row[f"k{index}"]),
+                    "sketch_values": int(row[f"kn{index}"]),
                 }
             out.append(
                 FeatureStats(
@@ -197,100 +237,134 @@ def describe(rows: DataFrame, view: ViewSpec) -> list[FeatureStats]:
 
 
 @dataclass(frozen=True)
+class Summary:
+    """What drift needs of one ``(ds, feature)``: its sketch and how many values it holds."""
+
+    values: int
+    sketch: bytes | None
+
+
+@dataclass(frozen=True)
 class Drift:
     psi: float | None
     reference_days: int
     reference_values: int
 
 
-def drift(
-    history: DataFrame, view: ViewSpec, start: date, end: date, config: ValidationSettings
-) -> dict[tuple[date, str], Drift]:
-    """PSI per ``(ds, numeric feature)`` for ``ds`` in ``start..end``.
+def reference_window(day: date, config: ValidationSettings) -> list[date]:
+    """The calendar days whose committed partitions are ``day``'s reference."""
+    return [day - timedelta(days=i) for i in range(config.drift_reference_days, 0, -1)]
 
-    ``history`` holds the committed rows of ``start - reference_days .. end``. Each row is a
-    value of its own ``ds`` and a reference value of the next ``reference_days`` days; edges are
-    the reference quantiles per target day, shared by both sides.
+
+def drift(
+    spark: SparkSession,
+    summaries: Mapping[tuple[date, str], Summary],
+    days: Sequence[date],
+    features: Sequence[str],
+    config: ValidationSettings,
+) -> dict[tuple[date, str], Drift]:
+    """PSI per ``(day, feature)`` for ``day`` in ``days``, from per-day summaries only.
+
+    ``summaries`` holds every committed day of the days and their reference windows. Per target
+    day the reference sketches are merged (one Spark job over the summaries, not the rows); the
+    edges are the merged sketch's quantiles at the ``drift_bins`` levels; then one more job reads
+    both sides' ranks at those edges, from which :func:`counts_from_ranks` gives the bin counts.
     """
     from pyspark.sql import functions as F
 
-    numeric = [f.name for f in view.features if f.dtype in NUMERIC_DTYPES]
-    if not numeric:
-        return {}
-    days = config.drift_reference_days
-    values = history.select("ds", *[F.col(name).cast("double").alias(name) for name in numeric])
-    current = values.where(F.col("ds") >= F.lit(start)).select(
-        F.col("ds").alias("target"), F.lit("cur").alias("role"), *numeric
-    )
-    reference = (
-        values.select(
-            F.explode(F.sequence(F.date_add("ds", 1), F.date_add("ds", days))).alias("target"),
-            F.lit("ref").alias("role"),
-            "ds",
-            *numeric,
-        )
-        .where(F.col("target").between(F.lit(start), F.lit(end)))
-        .persist()
-    )
-    try:
-        levels = quantile_levels(config.drift_bins)
-        edge_rows = (
-            reference.groupBy("target")
-            .agg(
-                F.count_distinct("ds").alias("ref_days"),
-                *[
-                    F.percentile_approx(F.when(~F.isnan(name), F.col(name)), levels, QUANTILE_ACCURACY).alias(
-                        name
-                    )
-                    for name in numeric
-                ],
-            )
-            .collect()
-        )
-        edges: dict[tuple[date, str], list[float]] = {}
-        reference_days: dict[date, int] = {}
-        for row in edge_rows:
-            reference_days[row["target"]] = int(row["ref_days"])
-            for name in numeric:
-                found = bin_edges(row[name] or [])
-                if row[name]:
-                    edges[(row["target"], name)] = found
-        counts: dict[tuple[date, str, str], dict[int, int]] = defaultdict(dict)
-        if edges:
-            edge_frame = history.sparkSession.createDataFrame(
-                [(target, name, found) for (target, name), found in sorted(edges.items())],
-                "target date, feature string, edges array<double>",
-            )
-            pairs = F.array(*[F.struct(F.lit(n).alias("feature"), F.col(n).alias("value")) for n in numeric])
-            long = (
-                reference.drop("ds")
-                .unionByName(current)
-                .select("target", "role", F.explode(pairs).alias("x"))
-                .select("target", "role", "x.feature", "x.value")
-                .where(F.col("value").isNotNull() & ~F.isnan("value"))
-            )
-            binned = long.join(F.broadcast(edge_frame), ["target", "feature"]).select(
-                "target",
-                "role",
-                "feature",
-                F.size(F.filter("edges", lambda e: e < F.col("value"))).alias("bin"),
-            )
-            for row in binned.groupBy("target", "role", "feature", "bin").count().collect():
-                counts[(row["target"], row["role"], row["feature"])][int(row["bin"])] = int(row["count"])
-    finally:
-        reference.unpersist()
-
     out: dict[tuple[date, str], Drift] = {}
-    for day in (start + timedelta(days=i) for i in range((end - start).days + 1)):
-        for name in numeric:
-            shared = edges.get((day, name))
-            if shared is None:
-                out[(day, name)] = Drift(None, reference_days.get(day, 0), 0)
-                continue
-            bins = len(shared) + 1
-            ref_counts = dense(counts.get((day, "ref", name), {}), bins)
-            cur_counts = dense(counts.get((day, "cur", name), {}), bins)
-            out[(day, name)] = Drift(psi(ref_counts, cur_counts), reference_days.get(day, 0), sum(ref_counts))
+    pairs: list[tuple[date, date]] = []
+    for day in days:
+        window = [d for d in reference_window(day, config) if any((d, f) in summaries for f in features)]
+        pairs += [(day, d) for d in window]
+        for name in features:
+            out[(day, name)] = Drift(None, len(window), 0)
+    sketches = [(ds, name, s.sketch) for (ds, name), s in sorted(summaries.items()) if s.values and s.sketch]
+    if not pairs or not sketches:
+        return out
+
+    sketch_frame = spark.createDataFrame(sketches, "ds date, feature string, sketch binary")
+    pair_frame = spark.createDataFrame(pairs, "target date, ds date")
+    merged = (
+        pair_frame.join(sketch_frame, "ds")
+        .groupBy("target", "feature")
+        .agg(F.kll_merge_agg_double("sketch", SKETCH_K).alias("ref"))
+        .select(
+            "target",
+            "feature",
+            "ref",
+            _sketch_values(F.col("ref")).alias("n"),
+            F.kll_sketch_get_quantile_double(
+                "ref", F.array(*[F.lit(q) for q in quantile_levels(config.drift_bins)])
+            ).alias("q"),
+        )
+        .collect()
+    )
+    # A merged sketch is randomised: keep the bytes whose quantiles became the edges.
+    references = {
+        (r["target"], r["feature"]): (bytes(r["ref"]), int(r["n"]), bin_edges(r["q"])) for r in merged
+    }
+    rank_rows = [
+        (day, name, ref, (summaries.get((day, name)) or Summary(0, None)).sketch)
+        for (day, name), (ref, _, edges) in sorted(references.items())
+        if edges
+    ]
+    ranks = _ranks_at_edges(spark, rank_rows, {key: edges for key, (_, _, edges) in references.items()})
+    for (day, name), (_, n, edges) in references.items():
+        current = summaries.get((day, name))
+        before = out[(day, name)]
+        if not edges:
+            out[(day, name)] = Drift(None, before.reference_days, n)
+            continue
+        ref_ranks, cur_ranks = ranks[(day, name)]
+        reference = counts_from_ranks(ref_ranks, n)
+        actual = (
+            counts_from_ranks(cur_ranks, current.values) if current and cur_ranks else [0] * len(reference)
+        )
+        out[(day, name)] = Drift(psi(reference, actual), before.reference_days, n)
+    return out
+
+
+def _ranks_at_edges(
+    spark: SparkSession,
+    rows: list[tuple[date, str, bytes, bytes | None]],
+    edges: Mapping[tuple[date, str], list[float]],
+) -> dict[tuple[date, str], tuple[list[float], list[float] | None]]:
+    """Inclusive ranks of the reference and current sketches at each target's edges (one job).
+
+    Spark takes rank positions only as a literal array, so each feature's sketches are ranked at
+    the union of that feature's edges over all target days, and each day keeps its own.
+    """
+    from pyspark.sql import functions as F
+
+    if not rows:
+        return {}
+    by_feature: dict[str, set[float]] = defaultdict(set)
+    for (_, name), found in edges.items():
+        by_feature[name].update(found)
+    positions = {name: sorted(found) for name, found in by_feature.items()}
+
+    def rank(sketch: str) -> Column:
+        (first, at), *others = sorted(positions.items())
+
+        def ranks_at(values: list[float]) -> Column:
+            return F.kll_sketch_get_rank_double(sketch, F.array(*[F.lit(v) for v in values]))
+
+        ranked = F.when(F.col("feature") == first, ranks_at(at))
+        for name, values in others:
+            ranked = ranked.when(F.col("feature") == name, ranks_at(values))
+        return F.when(F.col(sketch).isNotNull() & (_sketch_values(F.col(sketch)) > 0), ranked)
+
+    frame = spark.createDataFrame(rows, "target date, feature string, ref binary, cur binary")
+    out: dict[tuple[date, str], tuple[list[float], list[float] | None]] = {}
+    for row in frame.select("target", "feature", rank("ref").alias("r"), rank("cur").alias("c")).collect():
+        key = (row["target"], row["feature"])
+        index = {v: i for i, v in enumerate(positions[key[1]])}
+        picked = [index[e] for e in edges[key]]
+        out[key] = (
+            [row["r"][i] for i in picked],
+            None if row["c"] is None else [row["c"][i] for i in picked],
+        )
     return out
 
 
@@ -299,9 +373,32 @@ def _status(stats: FeatureStats, found: Drift | None, config: ValidationSettings
         return "no_values"
     if found is None or found.psi is None:
         return "no_reference"
-    if min(stats.non_null, found.reference_values) < config.drift_min_values:
+    if min(stats.sketch_values or 0, found.reference_values) < config.drift_min_values:
         return "too_few_values"
     return classify(found.psi, config.drift_psi_warn, config.drift_psi_fail)
+
+
+def partition_fingerprints(table_uri: str, version: int, start: date, end: date) -> dict[date, str]:
+    """A digest of each committed ``ds`` partition's file list in ``start..end`` (Delta log only).
+
+    Every commit writes new file names, so a rewritten partition gets a new fingerprint.
+    """
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    from skewless.offline.storage_options import storage_options
+
+    table = DeltaTable(table_uri, version=version, storage_options=storage_options(table_uri))
+    files: dict[date, list[str]] = defaultdict(list)
+    for action in pa.table(table.get_add_actions(flatten=True)).select(["path", "partition.ds"]).to_pylist():
+        value = action["partition.ds"]
+        day = value if isinstance(value, date) or value is None else date.fromisoformat(str(value))
+        if day is not None and start <= day <= end:
+            files[day].append(action["path"])
+    return {
+        day: hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()[:32]
+        for day, paths in files.items()
+    }
 
 
 def record_stats(
@@ -314,6 +411,8 @@ def record_stats(
     raise_on_drift: bool = True,
 ) -> StatsResult:
     """Compute statistics and drift for the committed partitions of ``start..end`` and store them."""
+    from pyspark.sql import functions as F
+
     from skewless.offline.delta import CommitInfo, delta_tables
     from skewless.offline.schemas import view_schema
 
@@ -321,45 +420,72 @@ def record_stats(
     config = settings.validation
     tables = delta_tables(spark)
     table_uri = settings.table_uri(view.table)
-    table_version = tables.version(table_uri)
-    schema = view_schema(view)
-    rows = tables.read(table_uri, schema, version=table_version, ds_range=(start, end))
-    described = describe(rows, view)
     uri = stats_uri(settings, view)
-    if not described:
+    table_version = tables.version(table_uri)
+    numeric = [f.name for f in view.features if f.dtype in NUMERIC_DTYPES]
+    window_start = start - timedelta(days=config.drift_reference_days)
+    committed = (
+        {} if table_version is None else partition_fingerprints(table_uri, table_version, window_start, end)
+    )
+    targets = sorted(d for d in committed if start <= d)
+    if table_version is None or not targets:
         log.warning("%s: no committed rows for ds %s..%s: no statistics", view.name, start, end)
         return StatsResult(view.name, start, end, (), None, uri)
-    history_start = start - timedelta(days=config.drift_reference_days)
-    history = tables.read(table_uri, schema, version=table_version, ds_range=(history_start, end))
-    drifts = drift(history, view, start, end, config)
+
+    summaries: dict[tuple[date, str], Summary] = {}
+    references = sorted(d for d in committed if d < start) if numeric else []
+    if references:
+        stored = (
+            read_stats(spark, settings, view, references[0], references[-1])
+            .where(F.col("feature").isin(numeric))
+            .select("ds", "feature", "sketch", "sketch_values", "partition_fingerprint")
+            .collect()
+        )
+        for row in stored:
+            if row["partition_fingerprint"] == committed.get(row["ds"]):
+                sketch = None if row["sketch"] is None else bytes(row["sketch"])
+                summaries[(row["ds"], row["feature"])] = Summary(int(row["sketch_values"] or 0), sketch)
+    unsummarised = [d for d in references if any((d, name) not in summaries for name in numeric)]
+    if unsummarised:
+        log.info(
+            "%s: reference day(s) %s have no statistics of their committed files: summarising their rows",
+            view.name,
+            ", ".join(map(str, unsummarised)),
+        )
+    days_read = sorted({*targets, *unsummarised})
+    rows = tables.read(
+        table_uri, view_schema(view), version=table_version, ds_range=(days_read[0], days_read[-1])
+    )
+    if len(days_read) < (days_read[-1] - days_read[0]).days + 1:
+        rows = rows.where(F.col("ds").isin(days_read))
+    summarised = summarize(rows, view)
+    for item in summarised:
+        if item.feature in numeric:
+            summaries[(item.ds, item.feature)] = Summary(item.sketch_values or 0, item.sketch)
+    drifts = drift(spark, summaries, targets, numeric, config)
 
     stats = []
-    for item in described:
-        if item.dtype not in NUMERIC_DTYPES:
-            stats.append(item)
-            continue
-        found = drifts.get((item.ds, item.feature))
-        status = _status(item, found, config)
-        stats.append(
-            FeatureStats(
-                **{
-                    **asdict(item),
-                    "psi": found.psi if found else None,
-                    "drift_status": status,
-                    "reference_days": found.reference_days if found else 0,
-                    "reference_values": found.reference_values if found else 0,
-                }
-            )
-        )
+    for item in summarised:
+        if item.ds < start:
+            continue  # a reference day summarised for the drift only
+        update: dict[str, Any] = {"partition_fingerprint": committed[item.ds]}
+        if item.feature in numeric:
+            found = drifts.get((item.ds, item.feature))
+            update |= {
+                "psi": found.psi if found else None,
+                "drift_status": _status(item, found, config),
+                "reference_days": found.reference_days if found else 0,
+                "reference_values": found.reference_values if found else 0,
+            }
+        stats.append(FeatureStats(**{**asdict(item), **update}))
     computed_at = datetime.now(UTC)
     schema_out = stats_schema()
     extra = {"view": view.name, "version": view.version, "table_version": table_version,
              "computed_at": computed_at}  # fmt: skip
     records = [tuple({**asdict(s), **extra}[name] for name in schema_out.fieldNames()) for s in stats]
     frame = spark.createDataFrame(records, schema_out).coalesce(1)
-    days = sorted({s.ds for s in stats})
-    version = tables.replace_partitions(frame, uri, days, CommitInfo("stats", view.name))
-    result = StatsResult(view.name, start, end, tuple(stats), version, uri)
+    version = tables.replace_partitions(frame, uri, targets, CommitInfo("stats", view.name))
+    result = StatsResult(view.name, start, end, tuple(stats), version, uri, tuple(days_read))
     for item in result.with_status("warn"):
         log.warning(
             "%s ds %s: feature %s drifted: PSI %.4f against %d reference day(s) (warn at %s)",
