@@ -434,18 +434,25 @@ def record_stats(
 
     summaries: dict[tuple[date, str], Summary] = {}
     references = sorted(d for d in committed if d < start) if numeric else []
+    described: set[date] = set()
     if references:
         stored = (
             read_stats(spark, settings, view, references[0], references[-1])
-            .where(F.col("feature").isin(numeric))
             .select("ds", "feature", "sketch", "sketch_values", "partition_fingerprint")
             .collect()
         )
         for row in stored:
-            if row["partition_fingerprint"] == committed.get(row["ds"]):
+            if row["partition_fingerprint"] != committed.get(row["ds"]):
+                continue  # computed from files that are no longer committed
+            described.add(row["ds"])
+            if row["feature"] in numeric:
                 sketch = None if row["sketch"] is None else bytes(row["sketch"])
                 summaries[(row["ds"], row["feature"])] = Summary(int(row["sketch_values"] or 0), sketch)
-    unsummarised = [d for d in references if any((d, name) not in summaries for name in numeric)]
+    for day in described:
+        for name in numeric:
+            # A feature added since (its column added, the files unchanged) is null in every row.
+            summaries.setdefault((day, name), Summary(0, None))
+    unsummarised = [d for d in references if d not in described]
     if unsummarised:
         log.info(
             "%s: reference day(s) %s have no statistics of their committed files: summarising their rows",
