@@ -121,7 +121,9 @@ def _is_hidden(relative: str) -> bool:
 def _walk(filesystem: pafs.FileSystem, root: str) -> Iterator[pafs.FileInfo]:
     import pyarrow.fs as pafs
 
-    for info in filesystem.get_file_info(pafs.FileSelector(root, recursive=True)):
+    # Sorted, so the schema Spark takes (the first file's) and every message are reproducible.
+    listing = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
+    for info in sorted(listing, key=lambda i: i.path):
         if info.type == pafs.FileType.File and not _is_hidden(info.path[len(root) :]):
             yield info
 
@@ -443,17 +445,19 @@ def file_stats(
     out: list[FileStats] = []
     for item in inputs.files:
         path = item.path.split("://", 1)[1] if _is_remote(item.path) else item.path
-        try:
-            modified = filesystem.get_file_info(path).mtime_ns
-            with filesystem.open_input_file(path) as handle:
-                time_range, no_events = _footer_time_range(handle, timestamp_column)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{item.path}: cannot read its footer ({str(exc).splitlines()[0]})") from None
         partition = None
         if partition_column is not None and inputs.base is not None:
             for part in item.path[len(inputs.base) :].split("/")[:-1]:
                 if part.startswith(f"{partition_column}="):
                     partition = part.split("=", 1)[1]
+        time_range, no_events = None, False
+        try:
+            modified = filesystem.get_file_info(path).mtime_ns
+            if partition is None:  # a day's folder already says which day: no footer to open
+                with filesystem.open_input_file(path) as handle:
+                    time_range, no_events = _footer_time_range(handle, timestamp_column)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{item.path}: cannot read its footer ({str(exc).splitlines()[0]})") from None
         out.append(FileStats(item.path, item.size, modified, partition, time_range, no_events))
     return tuple(out)
 
