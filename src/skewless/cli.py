@@ -22,7 +22,7 @@ from skewless.runtime.settings import Settings, load_settings
 if TYPE_CHECKING:
     from skewless.manifest import Manifest
     from skewless.offline.jobs import RunResult
-    from skewless.plan import Plan
+    from skewless.plan import Plan, StaleRange
 
 
 @dataclass
@@ -101,7 +101,26 @@ def _plan(context: Context, defs: str | None) -> tuple[Manifest, Plan]:
     deployed = read_registry(settings.registry_uri)
     # Tables of both manifests: a re-added view may find its old table still holding partitions.
     ranges = committed_ranges(settings, manifest, *([deployed] if deployed else []))
-    return manifest, plan(deployed, manifest, ranges)
+    return manifest, plan(deployed, manifest, ranges, _stale(settings, deployed))
+
+
+def _stale(settings: Settings, deployed: Manifest | None) -> dict[str, tuple[StaleRange, ...]]:
+    """Stale ranges of the deployed views (what their tables were computed from).
+
+    A source ``plan`` cannot read (e.g. CI without the data) is a warning, not a failed plan.
+    """
+    from skewless.offline.status import view_status
+
+    out: dict[str, tuple[StaleRange, ...]] = {}
+    for name, view in sorted((deployed.views if deployed else {}).items()):
+        try:
+            report = view_status(settings, view)
+        except SkewlessError as exc:
+            click.echo(f"warning: {name}: cannot check its raw input for changes: {exc}", err=True)
+            continue
+        if report.stale:
+            out[name] = report.stale
+    return out
 
 
 @cli.command(name="plan")
@@ -153,9 +172,13 @@ def _check_range(manifest: Manifest, view: str, start: datetime | date, end: dat
 
 def _echo_run(result: RunResult) -> None:
     days = "" if result.start == result.end else f"..{result.end}"
+    extended = ""
+    if result.requested is not None:
+        first, last = result.requested
+        extended = f" (asked for {first}..{last}; extended to the ds that depend on re-read raw input)"
     click.echo(
         f"{result.view}: committed ds {result.start}{days} ({result.rows} rows) as table version "
-        f"{result.table_version}"
+        f"{result.table_version}{extended}"
     )
 
 
@@ -193,6 +216,21 @@ def _run_range(context: Context, view: str, start: datetime, end: datetime, comm
             click.echo(f"warning: {view} ds {item.ds}: {item.feature} drifted (PSI {item.psi:.4f})", err=True)
         done.stats.raise_for_drift(context.settings.validation)
     return 0
+
+
+@cli.command()
+@click.argument("view", required=False)
+@pass_context
+def status(context: Context, view: str | None) -> int:
+    """Per view, the days whose raw input changed after they were computed and the ds to recompute
+    (with the backfill that repairs them); exit 1 when any view is stale."""
+    from skewless.offline.status import status as view_statuses
+
+    reports = view_statuses(context.settings, _registry(context), None if view is None else [view])
+    for report in reports:
+        for line in report.lines():
+            click.echo(line)
+    return 0 if all(report.ok for report in reports) else 1
 
 
 # --- Online store: materialize, get-online, serve (DESIGN.md section 6) -------------------------
@@ -356,7 +394,6 @@ def check_skew_command(context: Context, view: str, sample: int, seed: int) -> i
     from skewless.runtime.spark import get_spark
 
     manifest = _registry(context)
-    manifest.view(view)  # an unknown view fails before Spark starts
     spark = get_spark(context.settings, app_name=f"skewless-check-skew-{view}")
     report = check_skew(spark, context.settings, manifest, view, sample=sample, seed=seed)
     click.echo(

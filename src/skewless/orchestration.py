@@ -1,7 +1,8 @@
 """The steps the CLI, the spark-submit jobs and the Airflow DAGs run: one library, three callers.
 
 * :func:`run_range` - compute, validate (Great Expectations gate), commit and record statistics
-  for ``ds`` in ``start..end`` in one Spark application: ``skewless run`` / ``backfill``,
+  for ``ds`` in ``start..end`` (extended to the ``ds`` that depend on re-read raw input whose
+  fingerprint changed, docs/semantics.md) in one Spark application: ``skewless run`` / ``backfill``,
   ``jobs/run_view.py`` / ``jobs/backfill_view.py`` and the ``skewless__backfill`` DAG.
 * The nightly DAG's tasks, each idempotent per ``ds``: :func:`compute_task` stages the rows and
   returns the :class:`~skewless.offline.jobs.StagedRun` as JSON (the XCom); :func:`validate_task`
@@ -69,9 +70,9 @@ def run_range(
 
     result = run_view(spark, settings, manifest, view_name, start, end, gate=gate if validate else None)
     recorded = None
-    if stats:
+    if stats:  # over what was committed: a repair may have extended the range
         recorded = record_stats(
-            spark, settings, manifest.view(view_name), start, end, raise_on_drift=raise_on_drift
+            spark, settings, manifest.view(view_name), result.start, result.end, raise_on_drift=raise_on_drift
         )
     return RangeRun(result, reports[0] if reports else None, recorded)
 
@@ -100,7 +101,9 @@ def compute_task(view: str, start: date, end: date | None = None, *, settings: S
 
     settings, manifest = deployment(settings)
     spark = spark_session(settings, f"skewless-compute-{view}")
-    staged = compute_view(spark, settings, manifest, view, start, end or start)
+    # The nightly run repairs changed input only as far back as late_data_days (docs/semantics.md).
+    lookback = settings.late_data.days_for(view)
+    staged = compute_view(spark, settings, manifest, view, start, end or start, lookback_days=lookback)
     log.info("%s: staged ds %s..%s (%d rows)", view, staged.start, staged.end, staged.rows)
     return staged.to_json()
 

@@ -11,16 +11,17 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from skewless.errors import DataError, SkewlessError
 from skewless.manifest import Manifest, ViewSpec
-from skewless.offline import aggregation, snapshot
+from skewless.offline import aggregation, fingerprints, snapshot
 from skewless.offline.delta import CommitInfo, DeltaTables, Staged, delta_tables
 from skewless.offline.schemas import tiles_schema
 from skewless.offline.sources import null_key_error, read_events
+from skewless.plan.planner import DateRange
 from skewless.runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ class RunResult:
     rows: int
     raw_days_read: tuple[date, ...]
     """UTC days of raw events this run read (one day for a steady-state daily run)."""
+    requested: tuple[date, date] | None = None
+    """The range asked for, when the run extended it to ``ds`` depending on re-read input."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ class StagedRun:
     staged_tiles: Staged | None
     registry_hash: str
     operation: str
+    input_fingerprints: dict[str, str] = field(default_factory=dict)
+    """Fingerprint of each re-read raw day (``raw_days``), recorded after the commit."""
+    requested: tuple[date, date] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=str, sort_keys=True)
@@ -64,6 +70,7 @@ class StagedRun:
     def from_json(cls, text: str) -> StagedRun:
         body: dict[str, Any] = json.loads(text)
         tiles = body.get("staged_tiles")
+        requested = body.get("requested")
         return cls(
             view=body["view"],
             start=date.fromisoformat(body["start"]),
@@ -74,6 +81,10 @@ class StagedRun:
             staged_tiles=Staged(**tiles) if tiles else None,
             registry_hash=body["registry_hash"],
             operation=body["operation"],
+            input_fingerprints=dict(body.get("input_fingerprints") or {}),
+            requested=(date.fromisoformat(requested[0]), date.fromisoformat(requested[1]))
+            if requested
+            else None,
         )
 
     @property
@@ -96,26 +107,66 @@ def compute_view(
     end: date | None = None,
     *,
     created_ts: datetime | None = None,
+    lookback_days: int | None = None,
 ) -> StagedRun:
-    """Compute ``view_name`` for every ``ds`` in ``[start, end]``, check it, and stage it."""
+    """Compute ``view_name`` for every ``ds`` in ``[start, end]``, check it, and stage it.
+
+    The range grows to every computed ``ds`` that depends on raw input the run re-reads, so the
+    table stays equal to a from-scratch backfill (:func:`skewless.offline.fingerprints.plan_run`).
+    Stale input days before ``start`` are re-read back to ``start - lookback_days`` (default:
+    the view's longest window, everything the run needs; the nightly run passes
+    ``late_data_days``).
+    """
     view = manifest.view(view_name)
     end = end or start
-    days = days_between(start, end)
+    days_between(start, end)  # --end before --start is an error
     created = created_ts or datetime.now(UTC)
-    tables = delta_tables(spark)
-    operation = "run" if start == end else "backfill"
-    compute = _compute_aggregation if view.kind == "aggregation" else _compute_snapshot
-    rows, raw_days, staged_rows, staged_tiles = compute(spark, settings, tables, view, days, created)
-    return StagedRun(
-        view.name,
+    window = view.max_window_days if view.kind == "aggregation" else 0
+    lookback = window if lookback_days is None else lookback_days
+    state = fingerprints.load_state(settings, view)
+    # Fingerprints are taken before any raw file is read: a file that changes in between makes
+    # its day look stale later, never fresh.
+    files = fingerprints.source_files(settings, view)
+    partitioned = view.source.partition_column is not None
+    horizon = max(end, state.computed.end if state.computed else end)
+    candidates = [d for d in state.known if start - timedelta(days=lookback) <= d <= horizon]
+    stale = fingerprints.stale_days(state, fingerprints.fingerprints(files, candidates, partitioned))
+    plan = fingerprints.plan_run(
         start,
         end,
+        window_days=window,
+        snapshot=view.kind == "snapshot",
+        lookback_days=lookback,
+        state=state,
+        stale=stale,
+    )
+    if (plan.first, plan.last) != (start, end):
+        log.info(
+            "%s: ds %s..%s extended to %s..%s (re-read input days %s)",
+            view.name,
+            start,
+            end,
+            plan.first,
+            plan.last,
+            ", ".join(map(str, plan.reread)),
+        )
+    tables = delta_tables(spark)
+    operation = "run" if plan.first == plan.last else "backfill"
+    compute = _compute_aggregation if view.kind == "aggregation" else _compute_snapshot
+    rows, staged_rows, staged_tiles = compute(spark, settings, tables, view, plan, created)
+    taken = fingerprints.fingerprints(files, plan.reread, partitioned)
+    return StagedRun(
+        view.name,
+        plan.first,
+        plan.last,
         rows,
-        tuple(raw_days),
+        plan.reread,
         staged_rows,
         staged_tiles,
         manifest.registry_hash,
         operation,
+        {d.isoformat(): fp for d, fp in taken.items()},
+        (start, end) if (plan.first, plan.last) != (start, end) else None,
     )
 
 
@@ -125,15 +176,27 @@ def staged_rows(spark: SparkSession, staged: StagedRun) -> DataFrame:
 
 
 def commit_view(spark: SparkSession, staged: StagedRun) -> RunResult:
-    """Publish a staged run: the tiles (an internal cache) first, then the view's table."""
+    """Publish a staged run: the tiles (an internal cache) first, then the view's table, then the
+    fingerprints of the raw input they were built from (last: a crash before it leaves stale days)."""
     tables = delta_tables(spark)
     info = CommitInfo(operation=staged.operation, view=staged.view, registry_hash=staged.registry_hash)
     try:
+        tiles_version = None
         if staged.staged_tiles is not None:
-            tables.commit_staged(staged.staged_tiles, staged.raw_days, info)
+            tiles_version = tables.commit_staged(staged.staged_tiles, staged.raw_days, info)
         version = tables.commit_staged(staged.staged_rows, staged.days, info)
     finally:
         discard_view(spark, staged)
+    input_uri = (
+        staged.staged_tiles.table_uri if staged.staged_tiles is not None else staged.staged_rows.table_uri
+    )
+    fingerprints.write_record(
+        staged.staged_rows.table_uri,
+        input_uri,
+        version if tiles_version is None else tiles_version,
+        {date.fromisoformat(d): fp for d, fp in staged.input_fingerprints.items()},
+        DateRange(staged.start, staged.end),
+    )
     log.info(
         "%s: committed %s..%s (%d rows) as version %d",
         staged.view,
@@ -142,7 +205,9 @@ def commit_view(spark: SparkSession, staged: StagedRun) -> RunResult:
         staged.rows,
         version,
     )
-    return RunResult(staged.view, staged.start, staged.end, version, staged.rows, staged.raw_days)
+    return RunResult(
+        staged.view, staged.start, staged.end, version, staged.rows, staged.raw_days, staged.requested
+    )
 
 
 def discard_view(spark: SparkSession, staged: StagedRun) -> None:
@@ -162,9 +227,12 @@ def run_view(
     *,
     created_ts: datetime | None = None,
     gate: Gate | None = None,
+    lookback_days: int | None = None,
 ) -> RunResult:
     """Compute, audit (``gate``) and commit; nothing is committed when any step fails."""
-    staged = compute_view(spark, settings, manifest, view_name, start, end, created_ts=created_ts)
+    staged = compute_view(
+        spark, settings, manifest, view_name, start, end, created_ts=created_ts, lookback_days=lookback_days
+    )
     try:
         if gate is not None:
             gate(staged_rows(spark, staged), manifest.view(view_name))
@@ -189,32 +257,27 @@ def _compute_aggregation(
     settings: Settings,
     tables: DeltaTables,
     view: ViewSpec,
-    days: list[date],
+    plan: fingerprints.RunPlan,
     created: datetime,
-) -> tuple[int, list[date], Staged, Staged | None]:
+) -> tuple[int, Staged, Staged | None]:
     from pyspark.sql import functions as F
 
-    start, end = days[0], days[-1]
     assert view.tiles_table is not None  # aggregation views always have one (compiler)
     tiles_uri = settings.table_uri(view.tiles_table)
-    history_start = start - timedelta(days=view.max_window_days)
-
-    # Tiles this run needs that are not committed yet are computed from raw events as well, so
-    # the first run (or one after a gap) is correct, and a steady daily run reads one day.
-    committed = set(tables.partitions(tiles_uri))
-    history = days_between(history_start, start - timedelta(days=1)) if view.max_window_days else []
-    raw_days = sorted(set(days) | {d for d in history if d not in committed})
-
-    plan = aggregation.TilePlan.of(view)
-    events = read_events(spark, settings, view, raw_days, value_columns=plan.value_columns)
+    history_start = plan.first - timedelta(days=view.max_window_days)
+    # Tiles of the days the plan re-reads come from raw events; every other day's committed
+    # tiles are reused, so a steady daily run reads one day.
+    raw_days = list(plan.reread)
+    tile_plan = aggregation.TilePlan.of(view)
+    events = read_events(spark, settings, view, raw_days, value_columns=tile_plan.value_columns)
     schema = tiles_schema(view)
     staged_tiles = tables.stage(aggregation.build_tiles(events, view).select(*schema.fieldNames()), tiles_uri)
     try:
         new_tiles = tables.read_staged(staged_tiles)
         _null_key_check(new_tiles, events, view, settings)
-        old_tiles = tables.read(tiles_uri, schema, ds_range=(history_start, end))
+        old_tiles = tables.read(tiles_uri, schema, ds_range=(history_start, plan.last))
         all_tiles = old_tiles.where(~F.col("ds").isin(raw_days)).unionByName(new_tiles)
-        rows = aggregation.windows_from_tiles(all_tiles, view, start, end, created)
+        rows = aggregation.windows_from_tiles(all_tiles, view, plan.first, plan.last, created)
         staged = tables.stage(rows, settings.table_uri(view.table))
         try:
             count = _count_checked(tables.read_staged(staged), view)
@@ -224,7 +287,7 @@ def _compute_aggregation(
     except BaseException:
         tables.discard(staged_tiles)
         raise
-    return count, raw_days, staged, staged_tiles
+    return count, staged, staged_tiles
 
 
 def _compute_snapshot(
@@ -232,11 +295,11 @@ def _compute_snapshot(
     settings: Settings,
     tables: DeltaTables,
     view: ViewSpec,
-    days: list[date],
+    plan: fingerprints.RunPlan,
     created: datetime,
-) -> tuple[int, list[date], Staged, Staged | None]:
+) -> tuple[int, Staged, Staged | None]:
     columns = [f.column or f.name for f in view.features]
-    events = read_events(spark, settings, view, days, value_columns=columns)
+    events = read_events(spark, settings, view, plan.reread, value_columns=columns)
     rows = snapshot.snapshot_rows(events, view, created)
     staged = tables.stage(rows, settings.table_uri(view.table))
     try:
@@ -247,7 +310,7 @@ def _compute_snapshot(
     except BaseException:
         tables.discard(staged)
         raise
-    return count, days, staged, None
+    return count, staged, None
 
 
 def _count_checked(rows: DataFrame, view: ViewSpec) -> int:

@@ -6,7 +6,7 @@ them, the committed partition ranges of the deployed tables.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
@@ -25,6 +25,24 @@ class DateRange:
 
     def __str__(self) -> str:
         return f"{self.start.isoformat()} .. {self.end.isoformat()}"
+
+
+@dataclass(frozen=True)
+class StaleRange:
+    """Committed ``ds`` to recompute because the raw input of ``days`` changed after they were computed."""
+
+    ds: DateRange
+    days: tuple[date, ...]
+    reasons: tuple[str, ...]
+    repair: DateRange
+    """``--start``/``--end`` of the ``skewless backfill`` that repairs the range."""
+
+    def describe(self, view: str) -> str:
+        changed = ", ".join(d.isoformat() for d in self.days)
+        return (
+            f"ds {self.ds}: raw input of {changed} ({'; '.join(self.reasons)}); repair: skewless backfill"
+            f" {view} --start {self.repair.start.isoformat()} --end {self.repair.end.isoformat()}"
+        )
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,8 @@ class Plan:
     changes: tuple[Change, ...] = ()
     breaking: tuple[str, ...] = ()
     backfills: tuple[Backfill, ...] = ()
+    stale: tuple[tuple[str, StaleRange], ...] = ()
+    """(view, range) of committed partitions whose raw input changed (docs/semantics.md)."""
 
     @property
     def has_changes(self) -> bool:
@@ -180,10 +200,12 @@ def plan(
     deployed: Manifest | None,
     new: Manifest,
     committed: Mapping[str, DateRange] | None = None,
+    stale: Mapping[str, Sequence[StaleRange]] | None = None,
 ) -> Plan:
     """Compare ``new`` with the ``deployed`` manifest.
 
-    ``committed`` maps an offline table path (``ViewSpec.table``) to its committed ``ds`` range.
+    ``committed`` maps an offline table path (``ViewSpec.table``) to its committed ``ds`` range;
+    ``stale`` maps a view to its ranges whose raw input changed (listed as repairs to run).
     """
     committed = committed or {}
     old = deployed or Manifest(entities={}, sources={}, views={}, services={})
@@ -239,4 +261,5 @@ def plan(
         changes=tuple(changes),
         breaking=tuple(breaking),
         backfills=tuple(backfills),
+        stale=tuple((name, item) for name in sorted(stale or {}) for item in (stale or {})[name]),
     )

@@ -28,9 +28,19 @@ def _cell(text: str) -> str:
     return _md(text).replace("|", "\\|")
 
 
+def _stale_lines(plan: Plan) -> list[str]:
+    return [f"{view}: {item.describe(view)}" for view, item in plan.stale]
+
+
 def render_text(plan: Plan) -> str:
+    stale = [
+        "",
+        "Stale (raw input changed after it was computed):",
+        *(f"  * {s}" for s in _stale_lines(plan)),
+    ]
     if not plan.has_changes:
-        return "No changes: the feature definitions match the deployed registry."
+        text = "No changes: the feature definitions match the deployed registry."
+        return "\n".join([text, *stale]) if plan.stale else text
     lines = [
         f"Plan: {plan.old_hash[:12] if plan.old_hash else '(nothing deployed)'} -> {plan.new_hash[:12]}",
         "",
@@ -41,6 +51,8 @@ def render_text(plan: Plan) -> str:
     if plan.backfills:
         lines += ["", "Backfills needed:"]
         lines += [f"  * {_backfill_line(b)}" for b in plan.backfills]
+    if plan.stale:
+        lines += stale
     if plan.breaking:
         lines += ["", "BREAKING (refused; bump the view's version):"]
         lines += [f"  ! {reason}" for reason in plan.breaking]
@@ -48,8 +60,11 @@ def render_text(plan: Plan) -> str:
 
 
 def render_markdown(plan: Plan) -> str:
+    stale = ["", "**Stale (raw input changed after it was computed)**", ""]
+    stale += [f"- {_md(line)}" for line in _stale_lines(plan)]
     if not plan.has_changes:
-        return "### skewless plan\n\nNo changes: the feature definitions match the deployed registry.\n"
+        text = "### skewless plan\n\nNo changes: the feature definitions match the deployed registry.\n"
+        return text + "\n".join(stale) + "\n" if plan.stale else text
     old = f"`{plan.old_hash[:12]}`" if plan.old_hash else "nothing deployed"
     lines = ["### skewless plan", "", f"Registry {old} -> `{plan.new_hash[:12]}`", ""]
     if plan.breaking:
@@ -63,4 +78,6 @@ def render_markdown(plan: Plan) -> str:
     if plan.backfills:
         lines += ["", "**Backfills needed**", ""]
         lines += [f"- {_md(_backfill_line(b))}" for b in plan.backfills]
+    if plan.stale:
+        lines += stale
     return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
 from skewless.errors import ConfigError
 from skewless.spec.yaml_source import LocatedDocument, load_documents
@@ -61,6 +61,21 @@ class AirflowSettings(BaseModel):
     """Folder holding the spark-submit entry points; default: ``jobs/`` beside ``dags/``."""
 
 
+class LateDataSettings(BaseModel):
+    """Late and corrected raw data (``late_data:`` in the config; docs/semantics.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    days: int = Field(default=0, ge=0)
+    """``late_data_days``: each nightly run re-reads the raw input of its last N days whose
+    fingerprint changed, and recomputes the ``ds`` that depend on them; 0: none."""
+    views: dict[str, NonNegativeInt] = Field(default_factory=dict)
+    """Per-view ``late_data_days`` overriding ``days``."""
+
+    def days_for(self, view: str) -> int:
+        return self.views.get(view, self.days)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -73,6 +88,7 @@ class Settings(BaseModel):
     spark: SparkSettings = Field(default_factory=SparkSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     airflow: AirflowSettings = Field(default_factory=AirflowSettings)
+    late_data: LateDataSettings = Field(default_factory=LateDataSettings)
 
     @property
     def registry_uri(self) -> str:
