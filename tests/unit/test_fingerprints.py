@@ -187,3 +187,19 @@ def test_a_run_plan_recomputes_every_dependent_ds_and_cascades_through_stale_til
         stale=[D - timedelta(days=2)],
     )
     assert snap.reread == (D - timedelta(days=2), D - timedelta(days=1), D)
+
+
+def test_plan_lists_stale_ranges_with_their_repair_even_without_definition_changes() -> None:
+    from skewless.plan import Plan, render_markdown, render_text
+    from skewless.plan.planner import StaleRange
+
+    item = StaleRange(DateRange(D, D + timedelta(days=5)), (D,), (CHANGED,), DateRange(D, D))
+    plan = Plan(old_hash="a" * 64, new_hash="a" * 64, stale=(("spend", item),))
+    text = render_text(plan)
+    assert text.startswith("No changes")
+    assert (
+        "spend: ds 2024-05-10 .. 2024-05-15: raw input of 2024-05-10 (input changed); repair: skewless"
+        " backfill spend --start 2024-05-10 --end 2024-05-10" in text
+    )
+    assert "skewless backfill spend --start 2024-05-10 --end 2024-05-10" in render_markdown(plan)
+    assert "Stale" not in render_text(Plan(old_hash="a" * 64, new_hash="a" * 64))
