@@ -1,6 +1,6 @@
 """Shared argument handling for the spark-submit entry points in ``jobs/``.
 
-Each job parses its arguments, calls one library function, and turns a SkewlessError into a
+Each job parses its arguments, calls one library function, and turns any failure into a
 one-line message and exit code 1 (the job's log keeps the message; no traceback for bad input).
 """
 
@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 
-from skewless.errors import SkewlessError
 from skewless.runtime.settings import Settings, load_settings
 
 
@@ -40,10 +39,12 @@ def run_job(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         message = body(args, load_settings(args.conf))
-    except SkewlessError as exc:
+    except Exception as exc:  # the same one-line rule as the CLI (skewless.cli.describe_failure)
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the job's only output channel
+        from skewless.cli import describe_failure
+
+        print(f"error: {describe_failure(exc)}", file=sys.stderr)  # noqa: T201 - the job's only output channel
         return 1
     print(message)  # noqa: T201
     return 0
