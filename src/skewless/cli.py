@@ -142,18 +142,28 @@ def plan_command(context: Context, defs: str | None, fmt: str) -> int:
 def apply(context: Context, defs: str | None) -> int:
     """Publish the compiled registry (refused on breaking changes, or when another apply
     published since the plan read the deployed registry)."""
+    from skewless.offline.evolution import add_feature_columns
     from skewless.plan import render_text
-    from skewless.registry import publish_registry
+    from skewless.registry import publish_registry, read_registry
 
     manifest, result = _plan(context, defs)
     click.echo(render_text(result))
     if result.breaking:
         raise PlanRefused(result.breaking)
+    deployed = read_registry(context.settings.registry_uri)
     # Compare-and-set against the registry this plan was computed from. Without changes it
     # writes nothing, unless the deployed registry lacks a view's schedule start date.
     registry_hash = publish_registry(context.settings.registry_uri, manifest, expected=result.old_hash)
     if result.has_changes:
         click.echo(f"\nApplied registry {registry_hash[:12]} to {context.settings.registry_uri}")
+    # Columns of added features, once the registry that has them is published: a run of the new
+    # registry that commits before this adds them itself; one of the old registry still computing
+    # is refused at its commit (docs/feature-definitions.md, "Changes and versions").
+    for added in add_feature_columns(context.settings, deployed, manifest):
+        click.echo(
+            f"{added.view}: added nullable columns {', '.join(added.columns)} to {added.table}"
+            " (committed partitions read null for them until the backfill above)"
+        )
     return 0
 
 

@@ -12,7 +12,7 @@ Variance pools per-day moments (n, sum, sum of squares of the daily mean, M2) ov
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -210,6 +210,33 @@ def _window_inputs(feature: FeatureSpec) -> list[tuple[str, str, int]]:
     }
     function, part = parts[str(feature.function)]
     return [(function, tile_column(column, part), days)]
+
+
+def tile_column_windows(view: ViewSpec) -> dict[str, int]:
+    """Each tile column the view's windows read -> the longest window (days) reading it."""
+    out = {ROWS: view.max_window_days}
+    for feature in view.features:
+        for _, source, days in _window_inputs(feature):
+            column = source.split(".", 1)[0]
+            out[column] = max(out.get(column, 0), days)
+    return out
+
+
+def incomplete_tile_days(view: ViewSpec, first: date, held: Mapping[date, frozenset[str]]) -> list[date]:
+    """Committed tile days lacking a column that the windows of a ``ds >= first`` read.
+
+    ``held`` maps each committed tile day to the columns its files hold. A day committed before
+    a feature was added lacks that feature's partial aggregates (they would read as null): a
+    run re-reads such days from raw events like uncommitted ones. A window of N days at ``ds``
+    reads the tiles of ``ds - N + 1 .. ds``, so a day ``first - N`` or earlier needs no column of
+    an N-day window.
+    """
+    windows = tile_column_windows(view)
+    return sorted(
+        day
+        for day, columns in held.items()
+        if any(name not in columns and (first - day).days < days for name, days in windows.items())
+    )
 
 
 def _window_expression(function: str, source: str, days: int, keys: Sequence[str]) -> Column:

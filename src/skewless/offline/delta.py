@@ -9,6 +9,8 @@ Two implementations behind one small interface:
   overwrite transaction restricted to the replaced partitions.
 
 Both produce standard Delta tables partitioned by ``ds`` (a date) that any Delta reader opens.
+Columns only grow (features added to a view): :func:`add_columns` at ``apply``, or the commit of
+a run that has them; files committed before read null for them.
 Nothing is collected to the driver: the driver handles file paths and Parquet footers only.
 """
 
@@ -213,6 +215,99 @@ def _file_stats(path: Path) -> str:
         },
         separators=(",", ":"),
     )
+
+
+def new_columns(uri: str, table_types: dict[str, Any], job_types: dict[str, Any]) -> list[str]:
+    """The job's columns the table lacks; the only schema change a commit may make.
+
+    Columns only grow under one view version (a removed or retyped feature is a breaking change,
+    docs/feature-definitions.md): a table column the job lacks means the job computed with a
+    registry older than the table (``apply`` ran meanwhile), and its rows would hold null where
+    the table promises values.
+    """
+    missing = [name for name in table_types if name not in job_types]
+    if missing:
+        raise TableError(
+            f"{uri}: the table has columns {missing} that this run lacks: the registry was applied"
+            " while it ran; run it again (removing a feature needs a new view version)"
+        )
+    retyped = [name for name in table_types if table_types[name] != job_types[name]]
+    if retyped:
+        raise TableError(
+            f"{uri}: columns {retyped} have another type in the table than in this run; a type change"
+            " needs a new view version"
+        )
+    return [name for name in job_types if name not in table_types]
+
+
+def add_columns(uri: str, schema: StructType, info: CommitInfo) -> tuple[str, ...]:
+    """Add the nullable columns of ``schema`` that the Delta table at ``uri`` lacks; returns their names.
+
+    What ``apply`` does when a view gains features: committed files lack the columns, and every
+    skewless read (an explicit schema) gives null for them until a backfill rewrites the files.
+    No table yet: nothing to do (its first commit creates it with every column). Any Delta table
+    delta-rs can write, local or ``s3://``, whichever writer made it.
+    """
+    from deltalake import CommitProperties, DeltaTable, Schema
+    from deltalake.exceptions import CommitFailedError
+
+    options = storage_options(uri)
+    wanted = Schema.from_arrow(_arrow_schema(nullable(schema)))
+    for attempt in range(1, COMMIT_RETRIES + 1):
+        if not DeltaTable.is_deltatable(uri, storage_options=options):
+            return ()
+        table = DeltaTable(uri, storage_options=options)
+        added = new_columns(uri, _delta_types(table.schema()), _delta_types(wanted))
+        if not added:
+            return ()
+        fields = [field for field in wanted.fields if field.name in added]
+        try:
+            table.alter.add_columns(
+                fields, commit_properties=CommitProperties(custom_metadata=info.metadata())
+            )
+        except CommitFailedError as exc:
+            log.warning("commit conflict adding columns to %s (attempt %d): %s", uri, attempt, exc)
+            continue
+        return tuple(added)
+    raise TableError(f"{uri}: could not add columns after {COMMIT_RETRIES} attempts (concurrent writers)")
+
+
+def _delta_types(schema: Any) -> dict[str, Any]:
+    """Column name -> Delta type (comparable with ``==``) of a delta-rs schema, in schema order."""
+    return {field.name: field.type for field in schema.fields}
+
+
+def partition_columns(uri: str, ds_range: tuple[date, date]) -> dict[date, frozenset[str]]:
+    """Columns held by every data file of each committed ``ds`` in ``ds_range``, from the Parquet footers.
+
+    The Delta schema says what a table holds now; a file committed before ``add_columns`` still
+    lacks the added columns (they read as null), and only its footer tells.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+    from pyarrow import fs
+
+    options = storage_options(uri)
+    if not DeltaTable.is_deltatable(uri, storage_options=options):
+        return {}
+    table = DeltaTable(uri, storage_options=options)
+    actions = pa.table(table.get_add_actions(flatten=True)).select(["path", f"partition.{PARTITION_COLUMN}"])
+    filesystem, base = fs.FileSystem.from_uri(table.table_uri.rstrip("/"))
+    out: dict[date, frozenset[str]] = {}
+    start, end = ds_range
+    for action in actions.to_pylist():
+        day = action[f"partition.{PARTITION_COLUMN}"]
+        if day is None or not start <= day <= end:
+            continue
+        path = str(action["path"])
+        if "://" in path:  # an absolute file URI (shallow clones); ours are relative
+            file_system, file_path = fs.FileSystem.from_uri(path)
+        else:
+            file_system, file_path = filesystem, f"{base}/{path}"
+        names = frozenset(pq.read_schema(file_path, filesystem=file_system).names)
+        out[day] = names if day not in out else out[day] & names
+    return out
 
 
 class _StagedWrites:
@@ -424,12 +519,12 @@ class EmbeddedDeltaTables(_StagedWrites):
                 table = DeltaTable.create(
                     uri, schema=arrow_schema, partition_by=[PARTITION_COLUMN], mode="ignore"
                 )
-            self._check_schema(uri, table, arrow_schema)
+            schema_of_commit = self._commit_schema(uri, table, arrow_schema)
             try:
                 table.create_write_transaction(
                     actions,
                     mode="overwrite",
-                    schema=arrow_schema,
+                    schema=schema_of_commit,
                     partition_by=[PARTITION_COLUMN],
                     partition_filters=[(PARTITION_COLUMN, "in", sorted(wanted))],
                     commit_properties=properties,
@@ -444,15 +539,21 @@ class EmbeddedDeltaTables(_StagedWrites):
         raise TableError(f"{uri}: could not commit after {COMMIT_RETRIES} attempts (concurrent writers)")
 
     @staticmethod
-    def _check_schema(uri: str, table: Any, arrow_schema: pa.Schema) -> None:
-        import pyarrow as pa
+    def _commit_schema(uri: str, table: Any, arrow_schema: pa.Schema) -> Any:
+        """The table schema this commit leaves: the current one, plus the job's new columns.
 
-        current = pa.schema(table.schema().to_arrow())
-        if [f.name for f in current] != [f.name for f in arrow_schema]:
-            raise TableError(
-                f"{uri}: table columns {[f.name for f in current]} differ from the job's "
-                f"{[f.name for f in arrow_schema]}; a schema change needs a new view version"
-            )
+        delta-rs makes the schema passed to a commit the table's schema, so the current columns
+        keep their order and only added features join (after ``apply`` added them, none do).
+        """
+        import pyarrow as pa
+        from deltalake import Schema
+
+        current = table.schema()
+        added = new_columns(uri, _delta_types(current), _delta_types(Schema.from_arrow(arrow_schema)))
+        if not added:
+            return current
+        log.info("%s: adding columns %s", uri, added)
+        return pa.schema([*pa.schema(current.to_arrow()), *(arrow_schema.field(name) for name in added)])
 
 
 class NativeDeltaTables(_StagedWrites):
@@ -524,11 +625,19 @@ class NativeDeltaTables(_StagedWrites):
 
     def commit_staged(self, staged: Staged, partitions: Sequence[date], info: CommitInfo) -> int:
         values = ", ".join(f"DATE'{partition_value(d)}'" for d in sorted(set(partitions)))
+        if self._exists(staged.table_uri):
+            current = self.spark.read.format("delta").load(staged.table_uri).schema
+            new_columns(
+                staged.table_uri,
+                {f.name: f.dataType.simpleString() for f in current.fields},
+                {f.name: f.dataType.simpleString() for f in staged.schema.fields},
+            )
         (
             self.read_staged(staged)
             .write.format("delta")
             .mode("overwrite")
             .option("replaceWhere", f"{PARTITION_COLUMN} IN ({values})")
+            .option("mergeSchema", "true")  # added features: as the embedded commit does
             .option("userMetadata", json.dumps(info.metadata(), sort_keys=True))
             .partitionBy(PARTITION_COLUMN)
             .save(staged.table_uri)

@@ -140,6 +140,8 @@ def compute_view(
         state=state,
         stale=stale,
     )
+    if view.kind == "aggregation":
+        plan = _with_incomplete_tiles(settings, view, plan, set(stale))
     if (plan.first, plan.last) != (start, end):
         log.info(
             "%s: ds %s..%s extended to %s..%s (re-read input days %s)",
@@ -328,3 +330,28 @@ def _count_checked(rows: DataFrame, view: ViewSpec) -> int:
             source=view.source.name,
         )
     return int(stats["rows"])
+
+
+def _with_incomplete_tiles(
+    settings: Settings, view: ViewSpec, plan: fingerprints.RunPlan, stale: set[date]
+) -> fingerprints.RunPlan:
+    """Also re-read the committed tile days that lack a column this run's windows need.
+
+    A feature added since they were committed (docs/feature-definitions.md): re-reading them
+    makes this run's ``ds`` right for it, without recomputing the ``ds`` committed before (they
+    keep null for it until a backfill). A stale day is left to the late-data rules, which list
+    what depends on it.
+    """
+    from dataclasses import replace
+
+    from skewless.offline.delta import partition_columns
+
+    assert view.tiles_table is not None  # aggregation views always have one (compiler)
+    history_start = plan.first - timedelta(days=view.max_window_days)
+    held = partition_columns(settings.table_uri(view.tiles_table), (history_start, plan.last))
+    skip = {*plan.reread, *stale}
+    incomplete = [d for d in aggregation.incomplete_tile_days(view, plan.first, held) if d not in skip]
+    if not incomplete:
+        return plan
+    log.info("%s: re-reading tile days %s (they lack columns of added features)", view.name, incomplete)
+    return replace(plan, reread=tuple(sorted({*plan.reread, *incomplete})))
