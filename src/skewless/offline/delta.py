@@ -278,10 +278,11 @@ def _delta_types(schema: Any) -> dict[str, Any]:
 
 
 def partition_columns(uri: str, ds_range: tuple[date, date]) -> dict[date, frozenset[str]]:
-    """Columns held by every data file of each committed ``ds`` in ``ds_range``, from the Parquet footers.
+    """Columns held by the data files of each committed ``ds`` in ``ds_range``, from a Parquet footer.
 
     The Delta schema says what a table holds now; a file committed before ``add_columns`` still
-    lacks the added columns (they read as null), and only its footer tells.
+    lacks the added columns (they read as null), and only its footer tells. Every commit replaces
+    whole ``ds`` partitions with files of one schema, so one footer per day answers for the day.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -298,15 +299,14 @@ def partition_columns(uri: str, ds_range: tuple[date, date]) -> dict[date, froze
     start, end = ds_range
     for action in actions.to_pylist():
         day = action[f"partition.{PARTITION_COLUMN}"]
-        if day is None or not start <= day <= end:
+        if day is None or not start <= day <= end or day in out:
             continue
         path = str(action["path"])
         if "://" in path:  # an absolute file URI (shallow clones); ours are relative
             file_system, file_path = fs.FileSystem.from_uri(path)
         else:
             file_system, file_path = filesystem, f"{base}/{path}"
-        names = frozenset(pq.read_schema(file_path, filesystem=file_system).names)
-        out[day] = names if day not in out else out[day] & names
+        out[day] = frozenset(pq.read_schema(file_path, filesystem=file_system).names)
     return out
 
 
