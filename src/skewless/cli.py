@@ -404,6 +404,7 @@ def check_skew_command(context: Context, view: str, sample: int, seed: int) -> i
     from skewless.runtime.spark import get_spark
 
     manifest = _registry(context)
+    manifest.view(view)  # an unknown view fails before Spark starts
     spark = get_spark(context.settings, app_name=f"skewless-check-skew-{view}")
     report = check_skew(spark, context.settings, manifest, view, sample=sample, seed=seed)
     click.echo(
