@@ -18,10 +18,10 @@ import pytest
 from skewless.manifest import Manifest
 from skewless.offline.delta import delta_tables
 from skewless.offline.jobs import days_between, run_view
-from skewless.offline.reference import expected_rows
 from skewless.offline.schemas import view_schema
 from skewless.runtime.settings import Settings
 from tests.helpers import deploy, write_parquet
+from tests.reference.aggregation import expected_rows
 
 pytestmark = pytest.mark.spark
 

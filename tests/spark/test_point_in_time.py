@@ -20,7 +20,6 @@ from skewless.manifest import Manifest
 from skewless.offline.delta import CommitInfo, delta_tables
 from skewless.offline.schemas import view_schema
 from skewless.pit import join
-from skewless.pit.reference import expected_training_set
 from skewless.pit.request import resolve
 from skewless.pit.training_set import (
     build_training_set,
@@ -32,6 +31,7 @@ from skewless.pit.training_set import (
 )
 from skewless.runtime.settings import Settings
 from tests.helpers import deploy
+from tests.reference.point_in_time import expected_training_set
 
 pytestmark = pytest.mark.spark
 
