@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 
 from skewless.cli import main
 from tests.helpers import write_tree
-from tests.spark.test_real_inputs import TREE, _customer_stats, _spine, _transactions
+from tests.spark.test_real_inputs import END, START, TREE, _customer_stats, _spine, _transactions
 
 pytestmark = pytest.mark.spark
 
@@ -55,10 +56,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> Workspace:
     workspace = Workspace(root, conf)
     assert main(["--conf", str(conf), "apply"]) == 0
     assert (
-        main(
-            ["--conf", str(conf), "backfill", "merchant_txn", "--start", "2024-03-01", "--end", "2024-03-06"]
-        )
-        == 0
+        main(["--conf", str(conf), "backfill", "merchant_txn", "--start", str(START), "--end", str(END)]) == 0
     )
     _bad_files(workspace)
     return workspace
@@ -374,9 +372,9 @@ def _in_spark_cases(ws: Workspace) -> list[tuple[str, list[str], list[str]]]:
             "backfill",
             "merchant_txn",
             "--start",
-            "2024-03-02",
+            str(START + timedelta(days=1)),
             "--end",
-            "2024-03-03",
+            str(START + timedelta(days=2)),
         ]
 
     spine = ["training-set", "--service", "fraud", "--out"]
@@ -425,7 +423,7 @@ def _in_spark_cases(ws: Workspace) -> list[tuple[str, list[str], list[str]]]:
         ),
         (
             "materialize with redis down",
-            ["materialize", "merchant_txn", "--ds", "2024-03-03"],
+            ["materialize", "merchant_txn", "--ds", str(START + timedelta(days=2))],
             ["Redis at redis://127.0.0.1:1/0"],
         ),
     ]

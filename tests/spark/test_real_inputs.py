@@ -10,7 +10,7 @@ reads - and must give exactly the answers of the microsecond copy.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,7 @@ TREE = {
           kind: snapshot
           entity: customer
           source: customer_stats_raw
-          ttl: 3d
+          ttl: 5d
           features:
             - {name: total_orders, dtype: int64}
             - {name: avg_order_value, dtype: float64}
@@ -93,8 +93,18 @@ TREE = {
                      customer_stats:total_orders, customer_stats:avg_order_value]
     """,
 }
-START, END = date(2024, 3, 1), date(2024, 3, 6)
-AT = datetime(2024, 3, 7, tzinfo=UTC)
+# Days relative to today: Redis expires keys at feature_ts + ttl on its own clock, so online
+# answers need recent data. AT is after the last boundary and in the past.
+START = datetime.now(UTC).date() - timedelta(days=8)
+END = START + timedelta(days=5)
+AT = datetime.combine(END + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def _at(day: int, hour: int, minute: int = 0, second: int = 0, micro: int = 0) -> datetime:
+    """A time on START + day (naive: UTC)."""
+    return datetime.combine(START + timedelta(days=day), time(hour, minute, second, micro))
+
+
 MERCHANTS = ("m1", "m2", "m3")
 CUSTOMERS = (1, 2, 3, 4)
 
@@ -105,7 +115,7 @@ def _transactions() -> pd.DataFrame:
     for day in range(6):
         for index, merchant in enumerate(MERCHANTS):
             for event in range(day % 3 + index):
-                ts = datetime(2024, 3, 1 + day, 1 + event * 5, event, 7, (day * 131 + event) % 1000 * 1000)
+                ts = _at(day, 1 + event * 5, event, 7, (day * 131 + event) % 1000 * 1000)
                 amount = None if (day + event) % 5 == 4 else round(10.5 * (event + 1) + day, 2)
                 status = "void" if (day * 7 + event) % 6 == 5 else "completed"
                 rows.append((merchant, amount, (day + event) % 4, status, ts))
@@ -121,7 +131,7 @@ def _customer_stats() -> pd.DataFrame:
         for customer in CUSTOMERS:
             if (day + customer) % 3 == 0:
                 continue
-            ts = datetime(2024, 3, 1 + day, 6 + customer, 30, 0, customer * 1000)
+            ts = _at(day, 6 + customer, 30, 0, customer * 1000)
             rows.append((customer, ts, customer * 10 + day, 12.25 * customer + day * 0.5))
     frame = pd.DataFrame(rows, columns=["customer_id", "snapshot_ts", "total_orders", "avg_order_value"])
     frame["customer_id"] = frame["customer_id"].astype("int32")  # widened to int64 on read
@@ -136,7 +146,7 @@ def _spine() -> pd.DataFrame:
     for day in range(1, 8):
         for merchant, customer in zip(MERCHANTS * 2, CUSTOMERS * 2, strict=False):
             hour = (day * 5 + customer) % 24
-            rows.append((merchant, customer, datetime(2024, 3, day, hour, 0, 0, 1000 * day), day % 2))
+            rows.append((merchant, customer, _at(day - 1, hour, 0, 0, 1000 * day), day % 2))
     frame = pd.DataFrame(rows, columns=["merchant_id", "customer_id", "event_timestamp", "label"])
     frame["customer_id"] = frame["customer_id"].astype("int32")
     frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
@@ -152,9 +162,14 @@ def _pyarrow(unit: str) -> Writer:
     def write(spark: Any, frame: pd.DataFrame, folder: Path) -> None:
         folder.mkdir(parents=True)
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        pq.write_table(
-            table, folder / "data.parquet", coerce_timestamps=unit, allow_truncated_timestamps=False
+        # Every timestamp column in `unit` (pyarrow writes ns as TIMESTAMP(NANOS) with format 2.6).
+        schema = pa.schema(
+            [
+                pa.field(f.name, pa.timestamp(unit, tz=f.type.tz)) if pa.types.is_timestamp(f.type) else f
+                for f in table.schema
+            ]
         )
+        pq.write_table(table.cast(schema), folder / "data.parquet")
 
     return write
 
@@ -433,10 +448,11 @@ def test_a_string_date_partition_column_prunes_hive_folders(spark: Any, tmp_path
     inputs = inspect_input(str(folder))
     assert inputs.partition_columns == ("event_date",)
     publish_registry(settings.registry_uri, manifest)
-    # A broken file in a later day's folder: a run for 03-04 never opens it (pruned before reading).
-    (folder / "event_date=2024-03-06" / "broken.parquet").write_text("not parquet")
-    result = run_view(spark, settings, manifest, "merchant_txn", date(2024, 3, 4))
-    assert result.raw_days_read == (date(2024, 3, 1), date(2024, 3, 2), date(2024, 3, 3), date(2024, 3, 4))
+    # A broken file in the last day's folder: a run for an earlier day never opens it (pruned before reading).
+    (folder / f"event_date={END}" / "broken.parquet").write_text("not parquet")
+    day = START + timedelta(days=3)
+    result = run_view(spark, settings, manifest, "merchant_txn", day)
+    assert result.raw_days_read == tuple(START + timedelta(days=d) for d in range(4))
     assert result.rows > 0
 
 
@@ -490,4 +506,5 @@ def test_naive_timestamps_are_utc(spark: Any, tmp_path: Path) -> None:
         rows = delta_tables(spark).read(settings.table_uri(spec.table), view_schema(spec)).drop("created_ts")
         results.append(sorted(tuple(r) for r in rows.collect()))
     assert results[0] == results[1]
-    assert results[0][0][2] == datetime(2024, 3, 2)  # feature_ts = B(ds) (collect() gives naive UTC)
+    # The first events (day 0, read as UTC) make the first rows: feature_ts = B(START), naive UTC.
+    assert min(row[2] for row in results[0]) == datetime.combine(START + timedelta(days=1), time(0))
