@@ -21,6 +21,7 @@ BENCHMARKS = {
     "offline_backfill": "bench.offline_bench",
     "point_in_time_join": "bench.pit_bench",
     "online_store": "bench.online_bench",
+    "statistics": "bench.stats_bench",
 }
 
 
