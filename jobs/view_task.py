@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import date
 
 from skewless.jobs_cli import job_parser, parse_date, run_job
 from skewless.runtime.settings import Settings
@@ -37,10 +38,20 @@ def body(args: argparse.Namespace, settings: Settings) -> str:
         result = o.commit_task(staged, settings=settings)
         return f"{args.view}: ds {args.start}..{args.end} committed, version {result['table_version']}"
     if args.task == "materialize":
-        published = o.materialize_task(args.view, args.start, args.end, settings=settings)
-        return f"{args.view}: ds {args.start}..{args.end} published ({published['written']} written)"
+        # The range compute staged (and commit published): wider than ds when late data was repaired.
+        staged = read_text(handoff)
+        start, end = (args.start, args.end) if staged is None else _staged_range(staged)
+        published = o.materialize_task(args.view, start, end, settings=settings)
+        return f"{args.view}: ds {start}..{end} published ({published['written']} written)"
     o.stats_task(args.view, args.start, args.end, settings=settings)
     return f"{args.view}: ds {args.start}..{args.end} statistics recorded"
+
+
+def _staged_range(staged_json: str) -> tuple[date, date]:
+    from skewless.offline.jobs import StagedRun
+
+    run = StagedRun.from_json(staged_json)
+    return run.start, run.end
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -166,10 +166,12 @@ class _Builder:
             return commit_task(staged)
 
         @task(task_id="materialize", **self._materialize_retry(view))
-        def materialize(day: str) -> dict[str, Any]:
+        def materialize(committed: Any) -> dict[str, Any]:
             from skewless.orchestration import materialize_task
 
-            return materialize_task(name, _date(day))
+            # The committed range, not only ds: a run that repaired late data (late_data_days)
+            # rewrote earlier ds too, and their newer rows must reach Redis.
+            return materialize_task(name, _date(committed["start"]), _date(committed["end"]))
 
         @task(task_id="stats")
         def stats(day: str) -> dict[str, Any]:
@@ -178,8 +180,7 @@ class _Builder:
             return stats_task(name, _date(day))
 
         committed = commit(validate(compute(DS_TEMPLATE)))
-        published = materialize(DS_TEMPLATE)
-        committed >> published >> stats(DS_TEMPLATE)
+        materialize(committed) >> stats(DS_TEMPLATE)
 
     def _spark_submit(self, task_id: str, label: str, application: str, args: list[str], **extra: Any) -> Any:
         from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator

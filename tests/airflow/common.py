@@ -63,10 +63,10 @@ PAYMENTS = pa.schema(
 
 
 def deploy_with_conf(
-    tmp_path: Path, *, redis_url: str | None = None, extra: str = ""
+    tmp_path: Path, *, redis_url: str | None = None, extra: str = "", tree: dict[str, str] | None = None
 ) -> tuple[Settings, Manifest, Path]:
-    """Deploy :data:`TREE` under ``tmp_path`` and write the config file the DAGs read."""
-    settings, manifest = deploy(tmp_path, TREE)
+    """Deploy :data:`TREE` (or ``tree``) under ``tmp_path`` and write the config file the DAGs read."""
+    settings, manifest = deploy(tmp_path, tree or TREE)
     lines = [
         f"defs: {settings.defs}",
         f"data_root: {settings.data_root}",

@@ -253,3 +253,55 @@ def test_backfill_dag_runs_a_range_in_one_job_then_publishes_it(
     assert table_version(stats_uri(settings, manifest.view("spend"))) == 1  # recorded once, by `stats`
     (report,) = (Path(settings.offline_root) / "_reports" / "validation" / "spend").glob("*.json")
     assert report.name.startswith(f"{D1}_{D3}-")
+
+
+def test_a_nightly_run_that_repairs_late_data_publishes_the_repaired_days(
+    spark: Any, tmp_path: Path, redis_url: str, airflow_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """late_data_days: the run for D3 repairs a corrected D1 and puts the corrected value online.
+
+    Account c's latest snapshot is on D1, so only a rematerialized D1 can fix what Redis serves.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.airflow.common import TREE
+
+    # A ttl long enough that Redis (on its own clock) still holds D1's value today.
+    tree = {"defs.yaml": TREE["defs.yaml"].replace("ttl: 1d", "ttl: 30d")}
+    settings, manifest, conf = deploy_with_conf(
+        tmp_path, redis_url=redis_url, extra="late_data:\n  days: 3\n", tree=tree
+    )
+    monkeypatch.setenv("SKEWLESS_CONF", str(conf))
+    settings = settings.model_copy(update={"redis_url": redis_url})
+    scores = Path(settings.data_root) / "scores"
+    scores.mkdir(parents=True)
+
+    def write_day(day: date, rows: list[tuple[str, float]]) -> None:
+        schema = pa.schema(
+            [("account_id", pa.string()), ("score", pa.float64()), ("ts", pa.timestamp("us", tz="UTC"))]
+        )
+        table = pa.Table.from_pylist(
+            [{"account_id": a, "score": s, "ts": _at(day, 6)} for a, s in rows], schema=schema
+        )
+        pq.write_table(table, scores / f"{day}.parquet")
+
+    write_day(D1, [("c", 0.25)])
+    write_day(D2, [("d", 0.5)])
+    write_day(D3, [("d", 0.75)])
+    dag = _dag("skewless__scores")
+    for ds in (D1, D2):
+        run, states = _run(dag, ds)
+        assert str(run.state) == "success", states
+
+    def online() -> list[dict[str, Any]]:
+        from skewless.online.client import OnlineClient
+
+        with OnlineClient(settings, manifest) as client:
+            return client.get_online_features([{"account_id": "c"}], features="scores:score", now=_at(D1, 12))
+
+    assert online() == [{"account_id": "c", "score": 0.25}]
+    write_day(D1, [("c", 0.125)])  # a corrected file for an already committed day
+    run, states = _run(dag, D3)
+    assert str(run.state) == "success", states
+    assert online() == [{"account_id": "c", "score": 0.125}]
