@@ -243,7 +243,7 @@ def status(context: Context, view: str | None) -> int:
     return 0 if all(report.ok for report in reports) else 1
 
 
-# --- Online store: materialize, get-online, serve (DESIGN.md section 6) -------------------------
+# --- Online store: materialize, get-online, serve (docs/online-store.md) -----------------------
 
 
 @cli.command()

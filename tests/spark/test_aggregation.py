@@ -1,4 +1,4 @@
-"""Aggregation views against the plain-Python reference (DESIGN.md section 3).
+"""Aggregation views against the plain-Python reference (docs/semantics.md, Aggregation views).
 
 One generated scenario of 24 days with every edge case; 20 daily runs and one 20-day backfill
 must both match the reference, and must be identical to each other.

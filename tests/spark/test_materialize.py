@@ -1,8 +1,8 @@
 """Materialization with real Spark and Redis: the consistency guarantee, and a Redis crash mid-run.
 
-DESIGN.md section 6: after materializing every ds with ``B(ds) + lag <= T``, the online answer for
-any entity equals the training join's answer for a spine row at ``T`` (checked against both the
-real join and a row-by-row reading of the rule).
+docs/semantics.md (Liveness, expiry and online answers): after materializing every ds with
+``B(ds) + lag <= T``, the online answer for any entity equals the training join's answer for a
+spine row at ``T`` (checked against both the real join and a row-by-row reading of the rule).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def events(days: list[date], seed: int = 11) -> list[dict[str, Any]]:
 
 
 def point_in_time(rows: list[dict[str, Any]], features: list[str], moment: datetime) -> dict[str, Any]:
-    """The DESIGN.md section 5 rule, row by row, for one entity's offline rows."""
+    """The point-in-time rule of docs/semantics.md, row by row, for one entity's offline rows."""
     moment = moment.replace(tzinfo=None)
     ttl = TTL
     candidates = [r for r in rows if moment - ttl <= r["feature_ts"] <= moment]

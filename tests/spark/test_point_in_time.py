@@ -1,4 +1,4 @@
-"""The point-in-time join against a row-by-row reading of DESIGN.md section 5.
+"""The point-in-time join against a row-by-row reading of docs/semantics.md (Point-in-time rule).
 
 Seeded generators build feature tables with every edge case (times equal to feature_ts, at
 exactly T - ttl, one microsecond outside, created_ts ties, null values, tombstones, unknown

@@ -245,7 +245,7 @@ def test_meaning_hash_follows_what_decides_the_values(
     assert window["txn_count_7d"] == base["txn_count_7d"]
     assert window["amount_sum_7d"] != base["amount_sum_7d"]
     # Another source or entity with the very same columns and keys still means other values
-    # (DESIGN.md section 7: changing the entity or source needs a version bump).
+    # (docs/feature-definitions.md: changing the entity or source needs a version bump).
     assert all(source[name] != base[name] for name in base)
     assert all(entity[name] != base[name] for name in base)
 

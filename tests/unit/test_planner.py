@@ -350,7 +350,7 @@ def test_source_timestamp_change_is_breaking_for_every_feature_reading_it(build:
 
 
 def test_view_switching_source_without_version_bump_is_breaking(build: Build) -> None:
-    """DESIGN 7: a feature's meaning includes its source, even when the timestamps look alike."""
+    """A feature's meaning includes its source, even when the timestamps look alike (docs)."""
     copy = SOURCES.split("---")[0].replace("name: transactions", "name: transactions_eu")
     new = build(
         edits={"views/merchant_txn.yaml": ("source: transactions", "source: transactions_eu")},

@@ -1,4 +1,4 @@
-"""Snapshot views (DESIGN.md section 4): source rows already are feature values."""
+"""Snapshot views (docs/semantics.md, Snapshot views): source rows already are feature values."""
 
 from __future__ import annotations
 

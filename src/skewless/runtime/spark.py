@@ -17,7 +17,7 @@ from skewless.runtime.settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-# Settings the semantics depend on (DESIGN.md section 2); a user's conf cannot override them.
+# Settings the semantics depend on (docs/semantics.md, Time); a user's conf cannot override them.
 REQUIRED_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",

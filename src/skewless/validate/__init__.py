@@ -1,4 +1,4 @@
-"""Validation before publishing, and statistics after it (DESIGN.md sections 1 and 8).
+"""Validation before publishing, and statistics after it (docs/validation.md).
 
 * :mod:`skewless.validate.suite` - a view's checks: declared expectations plus defaults (pure).
 * :mod:`skewless.validate.gate` - the write-audit-publish gate: the checks run with Great
