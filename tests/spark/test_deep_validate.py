@@ -65,10 +65,28 @@ def test_deep_validation_passes_on_matching_sources(
     assert "(sources checked)" in capsys.readouterr().out
 
 
+def test_validate_reads_the_source_types_and_reports_missing_columns_and_filter_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without `columns:` the types come from the files, so plain validate already finds both."""
+    conf = _project(tmp_path, _view("state = 'ok'", "amount_usd"))
+    assert main(["--conf", str(conf), "validate"]) == 1
+    err = capsys.readouterr().err
+    assert "view.filter: column 'state' is not a column of the source" in err
+    assert "view.features[0].column: column 'amount_usd' is not in source 'payments' (read from" in err
+
+
 def test_deep_validation_reports_missing_columns_and_bad_filters_together(
     spark: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Declared columns the real source lacks pass validate (the YAML agrees with itself); --deep
+    finds them."""
+    declared = SOURCE.replace(
+        "timestamp: ts}",
+        "timestamp: ts, columns: {account_id: string, amount_usd: float64, state: string, ts: timestamp}}",
+    )
     conf = _project(tmp_path, _view("state = 'ok'", "amount_usd"))
+    write_tree(tmp_path / "defs", {"source.yaml": declared})
     assert main(["--conf", str(conf), "validate"]) == 0  # the YAML alone is valid
     assert main(["--conf", str(conf), "validate", "--deep"]) == 1
     err = capsys.readouterr().err

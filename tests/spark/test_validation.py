@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from skewless.errors import DriftDetected, ValidationFailed
@@ -120,7 +121,11 @@ def test_tombstones_pass_value_expectations_and_a_violation_commits_nothing(
 
     uri = settings.table_uri(manifest.view("spend").table)
     version = table_version(uri)
-    write_parquet(raw, [{"account_id": "a", "amount": 500.0, "ts": _at(DAY + timedelta(days=3))}], PAYMENTS)
+    # A new file of the next day's events (the earlier files stay: their days are unchanged).
+    new_day = pa.Table.from_pylist(
+        [{"account_id": "a", "amount": 500.0, "ts": _at(DAY + timedelta(days=3))}], PAYMENTS
+    )
+    pq.write_table(new_day, raw / "part-1.parquet")
     day = DAY + timedelta(days=3)
     with pytest.raises(ValidationFailed) as caught:
         run_view(spark, settings, manifest, "spend", day, gate=validation_gate(settings, day))
