@@ -247,6 +247,18 @@ may also be declared timestamp or date."""
 FEATURE_DTYPES = ("int64", "float64", "string", "bool")
 KEY_DTYPES = ("string", "int64")
 NUMERIC_DTYPES = frozenset({"int64", "float64"})
+_WIDENS_TO: dict[str, frozenset[str]] = {"float64": frozenset({"int64"})}
+"""Exact widenings: an int64 column may feed a float64 value (docs/inputs.md, Column types)."""
+
+
+def can_feed(column_dtype: str, wanted: str) -> bool:
+    """A column of ``column_dtype`` may supply values of dtype ``wanted`` without losing meaning."""
+    return column_dtype == wanted or column_dtype in _WIDENS_TO.get(wanted, frozenset())
+
+
+def dtype_of_spark(simple_string: str) -> str | None:
+    """The skewless dtype of a Spark type name (``DataType.simpleString()``), None if none."""
+    return next((d.name for d in DTYPES.values() if d.spark == simple_string), None)
 
 
 def spark_type(dtype: str) -> DataType:

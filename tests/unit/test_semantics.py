@@ -199,3 +199,18 @@ def test_semantics_imports_without_spark() -> None:
         "sys.exit(int(any(m.split('.')[0] == 'pyspark' for m in sys.modules)))"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_one_widening_rule_for_compile_and_read() -> None:
+    """int64 may feed float64 (exact); nothing else crosses types (docs/inputs.md, Column types)."""
+    assert semantics.can_feed("int64", "float64")
+    assert semantics.can_feed("string", "string")
+    assert not semantics.can_feed("float64", "int64")
+    assert not semantics.can_feed("int64", "string")
+    assert [semantics.dtype_of_spark(t) for t in ("bigint", "double", "boolean", "int", "decimal(20,0)")] == [
+        "int64",
+        "float64",
+        "bool",
+        None,
+        None,
+    ]

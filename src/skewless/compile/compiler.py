@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from skewless import semantics
 from skewless.errors import SpecError, SpecProblem
 from skewless.manifest import (
     RESERVED_COLUMNS,
@@ -454,7 +455,7 @@ class _Compiler:
             if declared is None:
                 self.problems.append(item.problem(("features", index, field), self._absent(column, source)))
                 return None
-            if declared != feature.dtype and not (declared == "int64" and feature.dtype == "float64"):
+            if not semantics.can_feed(declared, feature.dtype):
                 verb = "declares" if source.columns is not None else "has"
                 self.problems.append(
                     item.problem(

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
+from skewless import semantics
 from skewless.errors import DataError
 from skewless.manifest import SourceSpec, ViewSpec
 from skewless.offline.inputs import InputError, InputSet, inspect_input, read_input
@@ -87,17 +88,6 @@ def timestamp_column(frame: DataFrame, source: SourceSpec, where: str, column: s
     )
 
 
-# Spark types (after read_input's widening) each skewless dtype accepts without losing meaning.
-_ACCEPTS = {
-    "int64": ("bigint",),
-    "float64": ("double", "bigint"),
-    "string": ("string",),
-    "bool": ("boolean",),
-    "timestamp": ("timestamp",),
-    "date": ("date",),
-}
-
-
 def _typed_column(
     frame: DataFrame, source: SourceSpec, where: str, name: str, dtype: str, role: str
 ) -> Column:
@@ -107,7 +97,8 @@ def _typed_column(
     from skewless.offline.schemas import spark_type
 
     actual = frame.schema[name].dataType.simpleString()
-    if actual not in _ACCEPTS[dtype]:
+    found = semantics.dtype_of_spark(actual)  # after read_input's widening
+    if found is None or not semantics.can_feed(found, dtype):
         raise DataError(
             f"{role} must be {dtype}, found {actual} in {where} (cannot be cast safely)",
             source=source.name,
