@@ -168,7 +168,7 @@ def run(workdir: Path, scale: float) -> dict[str, Any]:
     import redis
 
     from skewless.compile import compile_tree
-    from skewless.online.local_redis import LocalRedis
+    from skewless.devstack.local_redis import LocalRedis
     from skewless.online.materialize import materialize, publish_rows
     from skewless.registry import publish_registry
     from skewless.runtime.settings import Settings, SparkSettings

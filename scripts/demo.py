@@ -146,7 +146,7 @@ def spine(data_root: Path, out: Path, yesterday: date) -> int:
 
 def main() -> int:
     from skewless.compile import compile_tree
-    from skewless.online.local_redis import LocalRedis
+    from skewless.devstack.local_redis import LocalRedis
     from skewless.plan import plan, render_text
     from skewless.registry import publish_registry, read_registry
     from skewless.runtime.settings import load_settings

@@ -34,13 +34,13 @@ def spark() -> Iterator[SparkSession]:
 # --- Redis: one private redis-server for the run (no persistence, loopback only) -----------------
 
 if TYPE_CHECKING:
-    from skewless.online.local_redis import LocalRedis
+    from skewless.devstack.local_redis import LocalRedis
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[LocalRedis]:
     """``redis-server --save '' --appendonly no --port N --bind 127.0.0.1`` on a free port."""
-    from skewless.online.local_redis import LocalRedis
+    from skewless.devstack.local_redis import LocalRedis
 
     server = LocalRedis().start()
     yield server

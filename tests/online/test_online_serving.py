@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from skewless.cli import main
+from skewless.devstack.local_redis import free_port
 from skewless.manifest import Manifest
-from skewless.online.local_redis import free_port
 from skewless.online.materialize import publish_rows
 from skewless.online.server import create_app
 from skewless.runtime.settings import Settings

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from skewless.devstack.local_redis import LocalRedis, free_port
 from skewless.errors import (
     EntityError,
     OnlineStoreError,
@@ -22,7 +23,6 @@ from skewless.errors import (
 from skewless.manifest import FeatureSpec, Manifest
 from skewless.online.client import OnlineClient
 from skewless.online.encoding import ViewCodec, decode
-from skewless.online.local_redis import LocalRedis, free_port
 from skewless.online.materialize import materialize, publish_rows
 from skewless.online.redis_store import ScriptWriter, WriteCounts
 from skewless.runtime.settings import Settings

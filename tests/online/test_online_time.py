@@ -21,10 +21,10 @@ import pytest
 
 from skewless import semantics
 from skewless.cli import main
+from skewless.devstack.local_redis import free_port
 from skewless.errors import OnlineTimeRefused
 from skewless.manifest import Manifest
 from skewless.online.client import OnlineClient
-from skewless.online.local_redis import free_port
 from skewless.online.materialize import publish_rows
 from skewless.online.server import create_app
 from skewless.runtime.settings import Settings

@@ -20,13 +20,13 @@ import pytest
 import redis
 
 from skewless.cli import main
+from skewless.devstack.local_redis import LocalRedis
 from skewless.errors import OnlineStoreError
 from skewless.manifest import Manifest
 from skewless.offline.delta import delta_tables
 from skewless.offline.jobs import days_between, run_view
 from skewless.offline.schemas import view_schema
 from skewless.online.client import OnlineClient
-from skewless.online.local_redis import LocalRedis
 from skewless.online.materialize import materialize
 from skewless.pit import request
 from skewless.pit.training_set import point_in_time as training_join

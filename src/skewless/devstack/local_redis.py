@@ -1,4 +1,4 @@
-"""A private, throw-away redis-server on a loopback port (tests, benchmarks, the local demo).
+"""A private, throw-away redis-server on a loopback port (the local demo, benchmarks, tests).
 
 No persistence (``--save '' --appendonly no``): a killed or restarted server comes back empty.
 """
