@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
 from skewless.errors import RegistryError, UnknownObjectError
 
@@ -21,6 +21,18 @@ RESERVED_COLUMNS = frozenset({"ds", "feature_ts", "created_ts"})
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+    omit_when_none: ClassVar[frozenset[str]] = frozenset()
+    """Optional fields left out of the JSON while unset, so that adding one changes no hash of an
+    existing registry (content hashes, ``registry_hash`` and the history files keyed by it)."""
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> Any:
+        body = handler(self)
+        if self.omit_when_none and isinstance(body, dict):
+            for name in self.omit_when_none:
+                if name in body and body[name] is None:
+                    del body[name]
+        return body
 
 
 class JoinKey(Frozen):
@@ -73,7 +85,11 @@ class ViewSpec(Frozen):
     """Offline table path, relative to ``offline_root``."""
     tiles_table: str | None
     """Daily partial aggregates (aggregation views only), relative to ``offline_root``."""
+    freshness_seconds: int | None = None
+    """Freshness SLA (docs/semantics.md, "Freshness"); not part of any feature's meaning."""
     content_hash: str
+
+    omit_when_none: ClassVar[frozenset[str]] = frozenset({"freshness_seconds"})
 
     @property
     def key_names(self) -> tuple[str, ...]:

@@ -220,6 +220,7 @@ class _Compiler:
                     " (otherwise a value expires before the next nightly run replaces it)",
                 )
             )
+        self._check_freshness(item, view)
         if isinstance(view, SnapshotView) and view.availability_lag:
             self.problems.append(
                 item.problem(
@@ -325,11 +326,36 @@ class _Compiler:
             ),
             "table": f"views/{view.name}/v{view.version}",
             "tiles_table": f"tiles/{view.name}/v{view.version}" if view.kind == "aggregation" else None,
+            "freshness_seconds": None if view.freshness is None else int(view.freshness.total_seconds()),
         }
         draft = ViewSpec(**body, content_hash="")
         return draft.model_copy(
             update={"content_hash": sha256_of(draft.model_dump(mode="json", exclude={"content_hash"}))}
         )
+
+    def _check_freshness(self, item: Located, view: AggregationView | SnapshotView) -> None:
+        """An SLA a healthy nightly pipeline meets and a stopped one breaks (docs/semantics.md)."""
+        sla, lag = view.freshness, view.availability_lag
+        if sla is None:
+            return
+        if sla <= timedelta(0):
+            self.problems.append(item.problem(("freshness",), "must be positive"))
+        elif sla <= ONE_DAY + lag:
+            self.problems.append(
+                item.problem(
+                    ("freshness",),
+                    "must be more than 1d plus the availability_lag: just before each nightly run the"
+                    " latest boundary is already that old, so the SLA would break every day",
+                )
+            )
+        elif sla > view.ttl + lag:
+            self.problems.append(
+                item.problem(
+                    ("freshness",),
+                    "must not exceed ttl plus the availability_lag: past that every online value has"
+                    " expired, so a stopped pipeline would serve only nulls before the SLA broke",
+                )
+            )
 
     def _meaning_base(
         self,

@@ -26,6 +26,7 @@ from skewless.online.encoding import (
     MIN_TIMESTAMP_US,
     ViewCodec,
 )
+from skewless.online.published import record_published
 from skewless.online.redis_store import (
     MAX_BATCH,
     ScriptWriter,
@@ -145,6 +146,9 @@ def materialize(
         raise _job_failure(exc, view, start, end) from None
     finally:
         context.setJobDescription(None)  # type: ignore[arg-type]
+    published = [day for day in days if day not in missing]
+    if published:  # after the values: the marker never runs ahead of what Redis holds
+        record_published(settings.redis_url, view, published[-1])
     rows, tombstones, written, kept, expired = stats
     log.info(
         "%s: published ds %s..%s: %d rows (%d tombstones), %d written, %d kept (newer in Redis), "

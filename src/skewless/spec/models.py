@@ -151,6 +151,8 @@ class _ViewBase(Spec):
     ttl: Duration
     availability_lag: Duration = timedelta(0)
     expectations: tuple[Expectation, ...] = ()
+    freshness: Duration | None = None
+    """SLA: now minus the latest committed (offline) or materialized (online) boundary must not exceed it."""
     description: str | None = None
     owner: str | None = None
 
