@@ -335,13 +335,34 @@ def get_online(
 
 @cli.command()
 @click.option("--port", type=int, default=8000, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface)."
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1),
+    default=8 * 1024 * 1024,
+    show_default=True,
+    help="Larger request bodies get 413.",
+)
+@click.option(
+    "--max-entities",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Requests with more entities get 413.",
+)
 @pass_context
-def serve(context: Context, port: int, host: str) -> int:
-    """HTTP feature server: GET /health, POST /features."""
+def serve(context: Context, port: int, host: str, max_body_bytes: int, max_entities: int) -> int:
+    """HTTP feature server: GET /health, POST /features, GET /metrics (Prometheus).
+
+    When SKEWLESS_SERVE_TOKEN is set, /features and /metrics require "Authorization: Bearer <token>".
+    """
+    from skewless.online.server import Limits
     from skewless.online.server import serve as run_server
 
-    run_server(context.settings, _registry(context), host, port)
+    limits = Limits(max_body_bytes=max_body_bytes, max_entities=max_entities)
+    run_server(context.settings, _registry(context), host, port, limits=limits)
     return 0
 
 

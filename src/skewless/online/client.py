@@ -147,6 +147,9 @@ class OnlineClient:
         self._redis = redis_client if redis_client is not None else connect(self._url)
         self._plans: dict[tuple[Any, ...], FeaturePlan] = {}
         self._layouts: dict[str, tuple[tuple[str, str], ...]] = {}
+        self.observe_misses: Callable[[str, int, int], None] | None = None
+        """Called per view read with (view, missing, expired): values absent or tombstones, and
+        values stored but not live at ``now`` (``skewless serve`` counts them for /metrics)."""
 
     def close(self) -> None:
         self._redis.close()
@@ -245,10 +248,12 @@ class OnlineClient:
         unpack = msgpack.unpackb
         out: list[tuple[Any, ...]] = []
         append = out.append
+        missing = expired = 0
         try:
             for raw in raws:
                 if raw is None:
                     append(nulls)
+                    missing += 1
                     continue
                 items = unpack(raw)
                 if items[0] == FORMAT_VALUES and oldest <= items[1] <= newest:
@@ -258,6 +263,10 @@ class OnlineClient:
                 elif items[0] == FORMAT_TOMBSTONE or items[0] == FORMAT_VALUES:
                     if items[1] > newest:
                         unknowable.append(_Unknowable(read, len(out), items[1]))
+                    elif items[0] == FORMAT_TOMBSTONE:
+                        missing += 1
+                    else:
+                        expired += 1
                     append(nulls)  # a tombstone, or a value not live at now
                 else:
                     raise OnlineStoreError(
@@ -267,6 +276,8 @@ class OnlineClient:
             raise OnlineStoreError(
                 f"{read.codec.view_name}: a stored value is unreadable ({type(exc).__name__}: {exc})"
             ) from None
+        if self.observe_misses is not None:
+            self.observe_misses(read.codec.view_name, missing, expired)
         return out
 
     def _read(
