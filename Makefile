@@ -10,12 +10,13 @@ export TZ := UTC
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYTHONHASHSEED := 0
 
-.PHONY: help install redis-server lint typecheck test test-unit demo bench lock clean
+.PHONY: help install redis-server postgresql airflow lint typecheck test test-unit demo bench lock clean
 
 help:
 	@echo "make demo   - run the whole pipeline end to end on embedded defaults"
 	@echo "make test   - install everything and run lint, type checks and all tests"
 	@echo "make bench  - run the benchmarks, write bench/report.json"
+	@echo "make airflow - Airflow with PostgreSQL, scheduler and DAG processor on this machine (Ctrl-C stops it)"
 
 install: $(STAMP)
 
@@ -33,6 +34,15 @@ redis-server:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 	@command -v redis-server >/dev/null
 
+# The Airflow stack (`make airflow`, tests/stack) runs a private PostgreSQL cluster from Debian's
+# server binaries; install them when missing (the package's own cluster is not used).
+PG_BIN := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+postgresql:
+	@[ -n "$(PG_BIN)" ] || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null
+
 lint: install
 	$(BIN)/ruff check src jobs dags tests bench scripts
 	$(BIN)/ruff format --check src jobs dags tests bench scripts
@@ -40,11 +50,16 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install redis-server lint typecheck
+test: install redis-server postgresql lint typecheck
 	$(BIN)/pytest
 
 test-unit: install
 	$(BIN)/pytest tests/unit
+
+# Airflow as in production on this machine (PostgreSQL, api-server, scheduler, dag-processor):
+# prints the UI address and login, runs until Ctrl-C (docs/airflow.md).
+airflow: install redis-server postgresql
+	$(BIN)/python scripts/airflow_stack.py
 
 demo: install redis-server
 	$(BIN)/python scripts/demo.py
