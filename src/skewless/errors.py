@@ -133,3 +133,19 @@ class OnlineTimeRefused(SkewlessError):
         self.entity = entity
         self.feature_ts = feature_ts
         super().__init__(message)
+
+
+class OnDemandError(SkewlessError):
+    """An on-demand view's function failed or returned something other than its declared features.
+
+    Names the view, the function and the feature(s) concerned (docs/semantics.md, "On-demand").
+    """
+
+    def __init__(self, message: str, *, view: str, function: str, features: Sequence[str]) -> None:
+        self.view = view
+        self.function = function
+        self.features = tuple(features)
+        label = "feature" if len(self.features) == 1 else "features"
+        super().__init__(
+            f"on-demand view {view!r}, function {function}, {label} {', '.join(self.features)}: {message}"
+        )

@@ -128,12 +128,83 @@ class ServiceSpec(Frozen):
     features: tuple[FeatureRef, ...]
 
 
+class RequestField(Frozen):
+    name: str
+    dtype: str
+
+
+class OnDemandInput(Frozen):
+    """A stored feature an on-demand function reads, and its column name in the function's frame."""
+
+    view: str
+    feature: str
+    column: str
+    """``<feature>``, or ``<view>__<feature>`` when two inputs share the feature name."""
+    dtype: str
+
+
+class OnDemandSpec(Frozen):
+    """An on-demand (request-time) view: one Python function over request fields and stored features.
+
+    ``source`` is the module's code when it lives under feature_defs/ (the registry carries it, so
+    every job, server and rebuild runs exactly the applied code); None for an installed package,
+    which is imported by name and checked against ``source_hash``.
+    """
+
+    name: str
+    version: int
+    function: str
+    """``module:function`` as written in the YAML."""
+    source: str | None
+    source_hash: str
+    request: tuple[RequestField, ...]
+    inputs: tuple[OnDemandInput, ...]
+    features: tuple[FeatureSpec, ...]
+    description: str | None = None
+    owner: str | None = None
+    content_hash: str
+
+    @property
+    def module_name(self) -> str:
+        return self.function.partition(":")[0]
+
+    @property
+    def function_name(self) -> str:
+        return self.function.partition(":")[2]
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    def feature(self, name: str) -> FeatureSpec:
+        for feature in self.features:
+            if feature.name == name:
+                return feature
+        raise UnknownObjectError(f"on-demand view {self.name!r} has no feature {name!r}")
+
+
 class Manifest(Frozen):
     schema_version: int = SCHEMA_VERSION
     entities: dict[str, EntitySpec]
     sources: dict[str, SourceSpec]
     views: dict[str, ViewSpec]
     services: dict[str, ServiceSpec]
+    on_demand: dict[str, OnDemandSpec] | None = None
+    """On-demand views; None when there are none (left out of the JSON: older registries keep
+    their hash). Read them through :attr:`on_demand_views`."""
+
+    omit_when_none: ClassVar[frozenset[str]] = frozenset({"on_demand"})
+
+    @property
+    def on_demand_views(self) -> dict[str, OnDemandSpec]:
+        return self.on_demand or {}
+
+    def on_demand_view(self, name: str) -> OnDemandSpec:
+        try:
+            return self.on_demand_views[name]
+        except KeyError:
+            known = ", ".join(sorted(self.on_demand_views)) or "none"
+            raise UnknownObjectError(f"unknown on-demand view {name!r} (known: {known})") from None
 
     def view(self, name: str) -> ViewSpec:
         try:

@@ -7,7 +7,7 @@ the loader's problems.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,19 +23,25 @@ from skewless.manifest import (
     FeatureSpec,
     JoinKey,
     Manifest,
+    OnDemandInput,
+    OnDemandSpec,
+    RequestField,
     ServiceSpec,
     SourceSpec,
     ViewSpec,
     sha256_of,
 )
+from skewless.spec.functions import FunctionSource, find_function
 from skewless.spec.loader import Located, duplicate_name_problem, load_tree
 from skewless.spec.models import (
     NEEDS_COLUMN,
     NEEDS_NUMERIC,
     NUMERIC_DTYPES,
+    REQUEST_TS,
     AggregationFeature,
     AggregationView,
     Entity,
+    OnDemand,
     Service,
     SnapshotFeature,
     SnapshotView,
@@ -74,7 +80,14 @@ def compile_tree(defs: Path, read_columns: SourceColumnReader | None = None) -> 
         for item in tree.objects:
             if isinstance(item.obj, Source) and item.obj.columns is None:
                 known[item.obj.name] = read_columns(item.obj)
-    manifest, problems = compile_objects(tree.objects, unresolved=tree.unresolved, source_columns=known)
+    functions = {
+        item.obj.name: find_function(item.obj.function, Path(item.document.file), defs)
+        for item in tree.objects
+        if isinstance(item.obj, OnDemand)
+    }
+    manifest, problems = compile_objects(
+        tree.objects, unresolved=tree.unresolved, source_columns=known, function_sources=functions
+    )
     all_problems = [*tree.problems, *problems]
     if all_problems or manifest is None:
         raise SpecError(all_problems)
@@ -85,9 +98,13 @@ def compile_objects(
     objects: Sequence[Located],
     unresolved: Iterable[tuple[str, str]] = (),
     source_columns: Mapping[str, SourceColumns] | None = None,
+    function_sources: Mapping[str, FunctionSource] | None = None,
 ) -> tuple[Manifest | None, list[SpecProblem]]:
-    """Resolve references and check cross-object rules. Returns the manifest when there is no problem."""
-    return _Compiler(objects, frozenset(unresolved), source_columns or {}).run()
+    """Resolve references and check cross-object rules. Returns the manifest when there is no problem.
+
+    ``function_sources`` maps an on-demand view to its function's module (:func:`find_function`).
+    """
+    return _Compiler(objects, frozenset(unresolved), source_columns or {}, function_sources or {}).run()
 
 
 class _Compiler:
@@ -96,8 +113,10 @@ class _Compiler:
         objects: Sequence[Located],
         unresolved: frozenset[tuple[str, str]],
         source_columns: Mapping[str, SourceColumns],
+        function_sources: Mapping[str, FunctionSource] | None = None,
     ) -> None:
         self.problems: list[SpecProblem] = []
+        self.function_sources = function_sources or {}
         self.unresolved = unresolved
         self.read_columns = source_columns
         self.by_kind: dict[str, dict[str, Located]] = defaultdict(dict)
@@ -125,14 +144,22 @@ class _Compiler:
             view = self._view(item, entities, sources)
             if view is not None:
                 views[name] = view
+        on_demand: dict[str, OnDemandSpec] = {}
+        for name, item in sorted(self.by_kind["on_demand"].items()):
+            spec = self._on_demand(item, views)
+            if spec is not None:
+                on_demand[name] = spec
         services = {
-            name: self._service(item, views)
+            name: self._service(item, views, on_demand)
             for name, item in sorted(self.by_kind["service"].items())
             if isinstance(item.obj, Service)
         }
         if self.problems:
             return None, self.problems
-        return Manifest(entities=entities, sources=sources, views=views, services=services), []
+        manifest = Manifest(
+            entities=entities, sources=sources, views=views, services=services, on_demand=on_demand or None
+        )
+        return manifest, []
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -499,7 +526,113 @@ class _Compiler:
             name=feature.name, dtype=feature.dtype, column=column, meaning_hash=sha256_of(meaning)
         )
 
-    def _service(self, item: Located, views: dict[str, ViewSpec]) -> ServiceSpec:
+    def _on_demand(self, item: Located, views: dict[str, ViewSpec]) -> OnDemandSpec | None:
+        """An on-demand view (docs/feature-definitions.md, "On-demand views")."""
+        spec = item.obj
+        assert isinstance(spec, OnDemand)  # narrowed by the caller
+        before = len(self.problems)
+        if spec.name in self.by_kind["view"]:
+            self.problems.append(
+                item.problem(("name",), f"{spec.name!r} is also a view; 'name:feature' would be ambiguous")
+            )
+        found = self.function_sources.get(spec.name, FunctionSource(problem="module not looked up"))
+        if found.problem is not None:
+            self.problems.append(item.problem(("function",), found.problem))
+        for field, dtype in spec.request.items():
+            if field == REQUEST_TS and dtype != "timestamp":
+                self.problems.append(
+                    item.problem(
+                        ("request", field),
+                        f"{REQUEST_TS!r} is reserved (the spine's time offline, the request time online):"
+                        f" declare it as timestamp, not {dtype}",
+                    )
+                )
+        refs: list[tuple[str, str, str]] = []  # (view, feature, dtype)
+        for index, ref in enumerate(spec.inputs):
+            path = ("inputs", index)
+            view_name, sep, feature_name = ref.partition(":")
+            if not sep or not view_name or not feature_name:
+                self.problems.append(item.problem(path, f"expected 'view:feature', got {ref!r}"))
+                continue
+            if any((view_name, feature_name) == (v, f) for v, f, _ in refs):
+                self.problems.append(item.problem(path, f"{ref!r} is listed twice"))
+                continue
+            view = views.get(view_name)
+            if view is None:
+                if view_name in self.by_kind["on_demand"]:
+                    self.problems.append(
+                        item.problem(path, f"{view_name!r} is an on-demand view; inputs are stored features")
+                    )
+                elif view_name not in self.by_kind["view"] and self._missing("view", view_name):
+                    self.problems.append(item.problem(path, f"unknown view {view_name!r}"))
+                continue
+            if feature_name not in view.feature_names:
+                message = f"view {view_name!r} has no feature {feature_name!r}"
+                self.problems.append(item.problem(path, message))
+                continue
+            refs.append((view_name, feature_name, view.feature(feature_name).dtype))
+        names = Counter(feature for _, feature, _ in refs)
+        inputs = tuple(
+            OnDemandInput(view=v, feature=f, column=f"{v}__{f}" if names[f] > 1 else f, dtype=dtype)
+            for v, f, dtype in refs
+        )
+        for index, one in enumerate(inputs):
+            if one.column in spec.request:
+                self.problems.append(
+                    item.problem(
+                        ("inputs", index),
+                        f"input column {one.column!r} is also a request field; rename the request field",
+                    )
+                )
+        seen: dict[str, int] = {}
+        for index, feature in enumerate(spec.features):
+            name_path = ("features", index, "name")
+            if feature.name in seen:
+                self.problems.append(
+                    item.problem(name_path, f"duplicate feature name (also features[{seen[feature.name]}])")
+                )
+            seen.setdefault(feature.name, index)
+            if feature.name in RESERVED_COLUMNS or feature.name == REQUEST_TS:
+                self.problems.append(item.problem(name_path, f"{feature.name!r} is a reserved column name"))
+            elif feature.name in spec.request:
+                self.problems.append(
+                    item.problem(
+                        name_path, f"{feature.name!r} is also a request field (a spine column offline)"
+                    )
+                )
+        if len(self.problems) > before or found.source_hash is None:
+            return None
+        request = tuple(RequestField(name=k, dtype=v) for k, v in spec.request.items())
+        base = {
+            "function": spec.function,
+            "source_hash": found.source_hash,
+            "request": [r.model_dump() for r in request],
+            "inputs": [i.model_dump() for i in inputs],
+        }
+        features = tuple(
+            FeatureSpec(name=f.name, dtype=f.dtype, meaning_hash=sha256_of({**base, "dtype": f.dtype}))
+            for f in spec.features
+        )
+        draft = OnDemandSpec(
+            name=spec.name,
+            version=spec.version,
+            function=spec.function,
+            source=found.source,
+            source_hash=found.source_hash,
+            request=request,
+            inputs=inputs,
+            features=features,
+            description=spec.description,
+            owner=spec.owner,
+            content_hash="",
+        )
+        return draft.model_copy(
+            update={"content_hash": sha256_of(draft.model_dump(mode="json", exclude={"content_hash"}))}
+        )
+
+    def _service(
+        self, item: Located, views: dict[str, ViewSpec], on_demand: Mapping[str, OnDemandSpec]
+    ) -> ServiceSpec:
         service = item.obj
         assert isinstance(service, Service)  # narrowed by the caller
         refs: list[FeatureRef] = []
@@ -514,9 +647,10 @@ class _Compiler:
                 self.problems.append(item.problem(path, f"{ref!r} is listed twice"))
                 continue
             seen.add(ref)
-            view = views.get(view_name)
+            view: ViewSpec | OnDemandSpec | None = views.get(view_name) or on_demand.get(view_name)
             if view is None:
-                if view_name not in self.by_kind["view"] and self._missing("view", view_name):
+                known = view_name in self.by_kind["view"] or view_name in self.by_kind["on_demand"]
+                if not known and self._missing("view", view_name) and self._missing("on_demand", view_name):
                     self.problems.append(item.problem(path, f"unknown view {view_name!r}"))
                 continue
             if feature_name not in view.feature_names:

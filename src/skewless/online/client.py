@@ -45,8 +45,10 @@ from skewless.online.encoding import (
 from skewless.online.redis_store import connect, describe_error, round_trip
 from skewless.pit import request
 from skewless.runtime.settings import Settings
+from skewless.spec.models import REQUEST_TS
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     import redis
 
 _NEEDS_ESCAPE = re.compile(r"[%:{}]").search
@@ -82,10 +84,21 @@ class _ViewRead:
 
 @dataclass(frozen=True)
 class FeaturePlan:
-    """A resolved feature request: output columns (the training join's), reads grouped per view."""
+    """A resolved feature request: output columns (the training join's), reads grouped per view.
+
+    With on-demand views, ``read_columns`` also holds the hidden inputs the views read for them
+    and ``columns`` the on-demand features, computed from the reads and the request fields.
+    """
 
     columns: tuple[str, ...]
     views: tuple[_ViewRead, ...]
+    on_demand: tuple[request.OnDemandRequest, ...] = ()
+    read_columns: tuple[str, ...] = ()
+
+    @cached_property
+    def request_fields(self) -> dict[str, str]:
+        """Fields each entity row must carry for the on-demand views (``request_ts`` is ``now``)."""
+        return {r.name: r.dtype for od in self.on_demand for r in od.spec.request if r.name != REQUEST_TS}
 
     @cached_property
     def column_set(self) -> frozenset[str]:
@@ -116,7 +129,8 @@ def resolve(
     :func:`skewless.pit.request.resolve`, shared with the training join.
     """
     refs = None if features is None else request.parse_feature_refs(features)
-    requests = request.resolve(manifest, features=refs, service=service)
+    resolved = request.resolve_features(manifest, features=refs, service=service)
+    requests = resolved.views
     reads = tuple(
         _ViewRead(
             ViewCodec(r.view),
@@ -126,7 +140,8 @@ def resolve(
         )
         for r in requests
     )
-    return FeaturePlan(tuple(request.output_columns(requests)), reads)
+    read_columns = tuple(request.output_columns(requests))
+    return FeaturePlan(resolved.columns, reads, resolved.on_demand, read_columns)
 
 
 @dataclass(frozen=True)
@@ -222,6 +237,8 @@ class OnlineClient:
         combined = decoded[0]
         for more in decoded[1:]:
             combined = list(map(add, combined, more))
+        if plan.on_demand:
+            return _with_on_demand(plan, rows, combined, now_us)
         columns = plan.columns
         results: list[dict[str, Any]] = []
         append = results.append
@@ -320,6 +337,79 @@ class OnlineClient:
         return remapped
 
 
+def _request_array(rows: list[Mapping[str, Any]], name: str, dtype: str, view: str) -> pa.Array:
+    """One request field of every entity row as an Arrow array of its declared type."""
+    import pyarrow as pa
+
+    values = []
+    for index, row in enumerate(rows):
+        if name not in row:
+            raise EntityError(
+                f"entity row {index}: missing request field {name!r} ({dtype}, needed by on-demand"
+                f" view {view!r})"
+            )
+        value = row[name]
+        if isinstance(value, str) and dtype in ("timestamp", "date"):
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                raise EntityError(
+                    f"entity row {index}: request field {name!r}: not ISO-8601: {value!r}"
+                ) from None
+            value = moment.date() if dtype == "date" else semantics.as_utc(moment)
+        values.append(value)
+    try:
+        return pa.array(values, type=semantics.arrow_type(dtype))
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+        for index, value in enumerate(values):
+            try:
+                pa.array([value], type=semantics.arrow_type(dtype))
+            except (pa.ArrowException, TypeError, ValueError, OverflowError):
+                raise EntityError(
+                    f"entity row {index}: request field {name!r} must be {dtype}, got {value!r}"
+                ) from None
+        raise EntityError(f"request field {name!r} must be {dtype}: {exc}") from None
+
+
+def _with_on_demand(
+    plan: FeaturePlan, rows: list[Mapping[str, Any]], combined: list[tuple[Any, ...]], now_us: int
+) -> list[dict[str, Any]]:
+    """Rows with the stored reads, then each on-demand view's features from the same library function
+    the training join calls (:func:`skewless.ondemand.apply_on_demand`), at ``now`` as ``request_ts``."""
+    import pyarrow as pa
+
+    from skewless.ondemand import apply_on_demand
+
+    for index, row in enumerate(rows):
+        if not plan.column_set.isdisjoint(row):
+            clash = sorted(plan.column_set.intersection(row))[0]
+            raise EntityError(f"entity row {index}: field {clash!r} clashes with a feature column")
+    read = {column: [values[i] for values in combined] for i, column in enumerate(plan.read_columns)}
+    computed: dict[str, list[Any]] = {}
+    now = semantics.from_micros(now_us)
+    for od in plan.on_demand:
+        spec = od.spec
+        arrays: dict[str, pa.Array] = {}
+        for field in spec.request:
+            if field.name == REQUEST_TS:
+                arrays[field.name] = pa.array([now] * len(rows), type=semantics.arrow_type("timestamp"))
+            else:
+                arrays[field.name] = _request_array(rows, field.name, field.dtype, spec.name)
+        for one, column in od.inputs:
+            arrays[one.column] = pa.array(read[column], type=semantics.arrow_type(one.dtype))
+        result = apply_on_demand(spec, pa.table(arrays))
+        for feature in od.features:
+            computed[feature.column] = result.column(feature.feature.name).to_pylist()
+    values = {column: computed[column] if column in computed else read[column] for column in plan.columns}
+    results: list[dict[str, Any]] = []
+    for index, row in enumerate(rows):
+        out = dict(row)
+        for column, column_values in values.items():
+            out[column] = column_values[index]
+        results.append(out)
+    return results
+
+
 def _view_keys(read: _ViewRead, rows: list[Mapping[str, Any]]) -> list[str]:
     """The Redis keys of ``read``'s view for every row, checking each join key (column at a time)."""
     parts: list[list[str]] = []
@@ -409,14 +499,17 @@ def parse_entity(text: str, plan: FeaturePlan) -> dict[str, Any]:
         name = name.strip()
         if not sep or not name:
             raise EntityError(f"entity {text!r}: expected key=value[,key=value...], got {pair!r}")
-        if name not in plan.key_names:
+        if name not in plan.key_names and name not in plan.request_fields:
+            fields = f"; request fields: {', '.join(plan.request_fields)}" if plan.request_fields else ""
             raise EntityError(
                 f"entity {text!r}: {name!r} is not a join key of the requested views "
-                f"(join keys: {', '.join(plan.key_names)})"
+                f"(join keys: {', '.join(plan.key_names)}{fields})"
             )
         if name in entity:
             raise EntityError(f"entity {text!r}: key {name!r} given twice")
-        if plan.key_dtype(name) == "int64":
+        if name not in plan.key_names:
+            entity[name] = _parse_request_value(text, name, plan.request_fields[name], value.strip())
+        elif plan.key_dtype(name) == "int64":
             try:
                 entity[name] = int(value.strip())
             except ValueError:
@@ -426,3 +519,19 @@ def parse_entity(text: str, plan: FeaturePlan) -> dict[str, Any]:
         else:
             entity[name] = value
     return entity
+
+
+def _parse_request_value(text: str, name: str, dtype: str, value: str) -> Any:
+    """A request field given as ``name=value`` on the command line, as its declared dtype."""
+    try:
+        if dtype in ("int64", "int32"):
+            return int(value)
+        if dtype in ("float64", "float32"):
+            return float(value)
+        if dtype == "bool":
+            if value.lower() not in ("true", "false"):
+                raise ValueError(value)
+            return value.lower() == "true"
+        return value  # strings; timestamps and dates as ISO-8601 text (parsed with the request)
+    except ValueError:
+        raise EntityError(f"entity {text!r}: request field {name!r} must be {dtype}, got {value!r}") from None

@@ -23,7 +23,8 @@ from skewless.offline.delta import CommitInfo, DeltaTables, delta_tables
 from skewless.offline.inputs import InputError, InputSet, inspect_input, read_input
 from skewless.offline.schemas import view_schema
 from skewless.pit import join
-from skewless.pit.request import ViewRequest, resolve
+from skewless.pit.ondemand import check_request_columns, with_on_demand
+from skewless.pit.request import FeatureRequest, ViewRequest, resolve_features
 from skewless.registry import history_uri, read_registry
 from skewless.runtime.settings import Settings, is_remote
 from skewless.storage import read_text, write_text
@@ -86,21 +87,28 @@ def point_in_time(
     settings: Settings,
     manifest: Manifest,
     spine: DataFrame,
-    requests: Sequence[ViewRequest],
+    requests: Sequence[ViewRequest] | FeatureRequest,
     timestamp_column: str,
     *,
     method: str = "auto",
     versions: dict[str, int | None] | None = None,
 ) -> tuple[DataFrame, dict[str, PinnedTable], int]:
-    """Join ``spine`` with the requested features; returns the frame, pinned tables and spine rows."""
+    """Join ``spine`` with the requested features; returns the frame, pinned tables and spine rows.
+
+    Stored features come from the point-in-time join; on-demand features are computed after it
+    from its rows and the spine's request columns (:func:`skewless.pit.ondemand.with_on_demand`).
+    """
     join.ensure_method(method)
+    request = requests if isinstance(requests, FeatureRequest) else FeatureRequest.of_views(requests)
+    stored = request.views
+    check_request_columns(spine, request)
     tables = delta_tables(spark)
-    prepared = join.prepare_spine(spine, requests, timestamp_column)
-    stats = join.spine_stats(prepared, requests, timestamp_column)
+    prepared = join.prepare_spine(spine, stored, timestamp_column)
+    stats = join.spine_stats(prepared, stored, timestamp_column)
     result = prepared
     pinned: dict[str, PinnedTable] = {}
-    for request in requests:
-        view = request.view
+    for view_request in stored:
+        view = view_request.view
         wanted = None if versions is None else versions.get(view.name)
         if versions is not None and wanted is None:
             uri, version = settings.table_uri(view.table), None
@@ -119,9 +127,10 @@ def point_in_time(
         path: Literal["boundary", "asof"] = "boundary" if exact else "asof"
         log.info("%s: %s join over version %s, ds %s", view.name, path, version, ds_range)
         joiner = join.boundary_join if exact else join.asof_join
-        result = joiner(result, features, request)
+        result = joiner(result, features, view_request)
         pinned[view.name] = PinnedTable(uri=uri, version=version, path=path)
-    return join.restore_spine_columns(result, spine.columns, requests), pinned, stats.rows
+    joined = join.restore_spine_columns(result, spine.columns, stored)
+    return with_on_demand(joined, request, spine.columns, timestamp_column), pinned, stats.rows
 
 
 def inspect_spine(path: str, delta_version: int | None = None) -> InputSet:
@@ -172,7 +181,7 @@ def build_training_set(
 
     ``spine`` comes from :func:`inspect_spine`, so a bad path fails before any Spark work.
     """
-    requests = resolve(manifest, features=features, service=service)
+    requests = resolve_features(manifest, features=features, service=service)
     refuse_existing(out)
     frame, pinned, rows = point_in_time(
         spark, settings, manifest, read_spine(spark, spine), requests, timestamp_column, method=method
@@ -181,7 +190,7 @@ def build_training_set(
     record = TrainingSetManifest(
         created_at=datetime.now(UTC),
         registry_hash=manifest.registry_hash,
-        features=tuple(f"{r.view.name}:{f.feature.name}" for r in requests for f in r.features),
+        features=requests.refs,
         service=service,
         spine_path=spine.uri,
         spine_rows=rows,
@@ -229,7 +238,7 @@ class Rebuild:
 
     record: TrainingSetManifest
     registry: Manifest
-    requests: tuple[ViewRequest, ...]
+    requests: FeatureRequest
     spine: InputSet
     out: str
 
@@ -241,7 +250,7 @@ def prepare_rebuild(settings: Settings, manifest_uri: str, out: str) -> Rebuild:
         raise SkewlessError(f"{manifest_uri}: built from a DataFrame, not a spine path; cannot rebuild")
     registry = _registry_at(settings, record.registry_hash)
     refs = [FeatureRef(view=v, feature=f) for v, _, f in (s.partition(":") for s in record.features)]
-    requests = tuple(resolve(registry, features=refs))
+    requests = resolve_features(registry, features=refs)
     refuse_existing(out)
     # A Delta spine is read at its recorded version; a Parquet spine must still be the same files.
     spine = inspect_spine(record.spine_path, record.spine_delta_version)
@@ -314,7 +323,7 @@ def training_set_command(
         raise SkewlessError("give --spine and exactly one of --service or --features (or --rebuild)")
     join.ensure_method(method)
     manifest = require_registry(settings.registry_uri)
-    resolve(manifest, features=features, service=service)  # unknown features fail before Spark
+    resolve_features(manifest, features=features, service=service)  # unknown features fail before Spark
     refuse_existing(out)
     spine = inspect_spine(spine_path)
     spark = get_spark(settings, app_name="skewless-training-set")
@@ -366,7 +375,7 @@ def get_training_set(
     manifest = manifest or require_registry(settings.registry_uri)
     spark = spark or get_spark(settings)
     frame = _as_spark(spark, spine, timestamp_column)
-    requests = resolve(manifest, features=features, service=service)
+    requests = resolve_features(manifest, features=features, service=service)
     result, _, _ = point_in_time(spark, settings, manifest, frame, requests, timestamp_column, method=method)
     return result
 

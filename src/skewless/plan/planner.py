@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from skewless.manifest import Manifest, ServiceSpec, ViewSpec
+from skewless.manifest import Manifest, OnDemandSpec, ServiceSpec, ViewSpec
 
 Action = Literal["added", "changed", "removed"]
 
@@ -180,12 +180,55 @@ def _view_changes(
     return details, breaking, backfills
 
 
+def _on_demand_changes(old: OnDemandSpec, new: OnDemandSpec) -> tuple[list[str], list[str]]:
+    """Details and breaking reasons of an on-demand view in both manifests (nothing to backfill:
+    its values are computed at request time).
+
+    Its features' meaning includes the function's source hash: changed code without a version
+    bump is breaking, like a changed window.
+    """
+    details = _field_diff(old, new, exclude=frozenset({"features", "content_hash", "source", "source_hash"}))
+    if old.source_hash != new.source_hash:
+        details.append(f"function code changed (source {old.source_hash[:12]} -> {new.source_hash[:12]})")
+    old_features = {f.name: f for f in old.features}
+    new_features = {f.name: f for f in new.features}
+    removed = sorted(old_features.keys() - new_features.keys())
+    details += [f"feature {name}: removed" for name in removed]
+    changed: list[str] = []
+    for name, feature in new_features.items():
+        before = old_features.get(name)
+        if before is None:
+            details.append(f"feature {name}: added")
+            continue
+        details += [
+            f"feature {name}: {d}" for d in _field_diff(before, feature, exclude=frozenset({"meaning_hash"}))
+        ]
+        if before.meaning_hash != feature.meaning_hash:
+            changed.append(name)
+    if new.version < old.version:
+        return details, [f"on-demand view {new.name}: version went down ({old.version} -> {new.version})"]
+    if new.version > old.version:
+        return details, []
+    what = "its function's code" if old.source_hash != new.source_hash else "its function, request or inputs"
+    breaking = [
+        f"on-demand view {new.name} v{new.version}: feature {name} changed meaning ({what} changed)"
+        " without a version bump"
+        for name in changed
+    ]
+    breaking += [
+        f"on-demand view {new.name} v{new.version}: feature {name} removed (bump the version)"
+        for name in removed
+    ]
+    return details, breaking
+
+
 def _service_details(old: ServiceSpec, new: ServiceSpec) -> tuple[str, ...]:
     before, after = [str(r) for r in old.features], [str(r) for r in new.features]
     details = [f"feature {ref}: added" for ref in after if ref not in before]
     details += [f"feature {ref}: removed" for ref in before if ref not in after]
     if not details and before != after:
         details.append("feature order changed")
+    details += _field_diff(old, new, exclude=frozenset({"features"}))  # description, owner, tags
     return tuple(details)
 
 
@@ -253,7 +296,19 @@ def plan(
             breaking += reasons
             backfills += view_backfills
 
-    order = {"entity": 0, "source": 1, "view": 2, "service": 3}
+    old_on_demand, new_on_demand = old.on_demand_views, new.on_demand_views
+    for name in sorted(old_on_demand.keys() | new_on_demand.keys()):
+        before_od, after_od = old_on_demand.get(name), new_on_demand.get(name)
+        if before_od is None:
+            changes.append(Change("on_demand", name, "added"))
+        elif after_od is None:
+            changes.append(Change("on_demand", name, "removed"))
+        elif before_od.content_hash != after_od.content_hash:
+            details, reasons = _on_demand_changes(before_od, after_od)
+            changes.append(Change("on_demand", name, "changed", tuple(details)))
+            breaking += reasons
+
+    order = {"entity": 0, "source": 1, "view": 2, "on_demand": 3, "service": 4}
     changes.sort(key=lambda c: (order[c.kind], c.name))
     return Plan(
         old_hash=deployed.registry_hash if deployed else None,

@@ -14,7 +14,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from skewless.errors import SpecError, SpecProblem
-from skewless.spec.models import DOCUMENT_KEYS, KINDS, NAME_PATTERN, VIEW_KINDS, SpecObject
+from skewless.spec.models import (
+    DOCUMENT_KEYS,
+    FUNCTION_PATTERN,
+    KINDS,
+    NAME_PATTERN,
+    VIEW_KINDS,
+    SpecObject,
+)
 from skewless.spec.yaml_source import LocatedDocument, Path, load_documents
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -68,6 +75,8 @@ def _friendly(error: dict[str, Any]) -> str:
         return (
             f"expected a lower-case name (a letter, then letters, digits or '_'), got {error.get('input')!r}"
         )
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == FUNCTION_PATTERN:
+        return f"expected 'module:function' (e.g. 'fraud_udfs:txn_risk'), got {error.get('input')!r}"
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "literal_error":
         message += f", got {error.get('input')!r}"

@@ -1,4 +1,4 @@
-"""Strict, frozen models of the four YAML document kinds: entity, source, view, service.
+"""Strict, frozen models of the YAML document kinds: entity, source, view, on_demand, service.
 
 These check what one document can check on its own (shapes, names, durations, required fields);
 cross-object rules live in :mod:`skewless.compile`.
@@ -195,10 +195,37 @@ class Service(Spec):
     description: str | None = None
 
 
-SpecObject = Entity | Source | AggregationView | SnapshotView | Service
-KINDS: dict[str, type[Entity] | type[Source] | type[Service]] = {
+REQUEST_TS = "request_ts"
+"""Reserved request field of on-demand views: the spine's timestamp offline, the request time online."""
+FUNCTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class OnDemandFeature(Spec):
+    name: Name
+    dtype: DType
+    description: str | None = None
+
+
+class OnDemand(Spec):
+    """Request-time features: ``module:function`` over request fields and stored features."""
+
+    name: Name
+    version: int = Field(ge=1)
+    function: Annotated[str, StringConstraints(pattern=FUNCTION_PATTERN)]
+    """``module:function``; the module is looked up beside the YAML file, then under feature_defs/,
+    then among installed packages."""
+    request: dict[Name, ColumnType] = Field(default_factory=dict)
+    inputs: tuple[FeatureRefText, ...] = ()
+    features: tuple[OnDemandFeature, ...] = Field(min_length=1)
+    description: str | None = None
+    owner: str | None = None
+
+
+SpecObject = Entity | Source | AggregationView | SnapshotView | Service | OnDemand
+KINDS: dict[str, type[Entity] | type[Source] | type[Service] | type[OnDemand]] = {
     "entity": Entity,
     "source": Source,
     "service": Service,
+    "on_demand": OnDemand,
 }
-DOCUMENT_KEYS = ("entity", "source", "view", "service")
+DOCUMENT_KEYS = ("entity", "source", "view", "on_demand", "service")
