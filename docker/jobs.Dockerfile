@@ -33,7 +33,7 @@
 #       --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
 #       --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \
 #       --py-files skewless.zip \
-#       jobs/run_view.py --conf conf/cluster.yaml --view merchant_txn --ds 2024-03-02
+#       jobs/run_view.py --conf conf/cluster.yaml merchant_txn --ds 2024-03-02
 #
 #   The same from this image as the submitting client (client mode; for YARN also mount the
 #   cluster's client configuration and set HADOOP_CONF_DIR; ./deploy holds cluster.yaml and
@@ -42,7 +42,7 @@
 #     docker run --rm -v "$PWD/deploy:/deploy:ro" skewless-jobs:dev spark-submit \
 #       --master yarn --deploy-mode client --packages <delta artifact, below> <the two --conf above> \
 #       --py-files /deploy/skewless.zip \
-#       /opt/skewless/jobs/run_view.py --conf /deploy/cluster.yaml --view merchant_txn --ds 2024-03-02
+#       /opt/skewless/jobs/run_view.py --conf /deploy/cluster.yaml merchant_txn --ds 2024-03-02
 #
 #   The Delta artifact must match the driver's Spark: delta-spark_2.13:4.0.0 is built for Spark
 #   4.0. Here the driver is the bundled Spark 4.2.0, for which the pinned delta-spark 4.4.1

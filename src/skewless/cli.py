@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
@@ -205,13 +205,16 @@ def run(context: Context, view: str, ds: datetime) -> int:
 @click.argument("view")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First UTC date.")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Last UTC date (inclusive).")
+@click.option("--no-stats", is_flag=True, help="Skip the statistics (a later step records them).")
 @pass_context
-def backfill(context: Context, view: str, start: datetime, end: datetime) -> int:
+def backfill(context: Context, view: str, start: datetime, end: datetime, no_stats: bool) -> int:
     """Compute, validate and commit ds partitions START..END of VIEW in one Spark job, then statistics."""
-    return _run_range(context, view, start, end, "backfill")
+    return _run_range(context, view, start, end, "backfill", stats=not no_stats)
 
 
-def _run_range(context: Context, view: str, start: datetime, end: datetime, command: str) -> int:
+def _run_range(
+    context: Context, view: str, start: datetime, end: datetime, command: str, *, stats: bool = True
+) -> int:
     """Validation (Great Expectations) gates the commit; a failure commits nothing and keeps a report."""
     from skewless.orchestration import run_range
     from skewless.runtime.spark import get_spark
@@ -219,7 +222,9 @@ def _run_range(context: Context, view: str, start: datetime, end: datetime, comm
     manifest = _registry(context)
     _check_range(manifest, view, start, end)
     spark = get_spark(context.settings, app_name=f"skewless-{command}-{view}")
-    done = run_range(spark, context.settings, manifest, view, start.date(), end.date(), raise_on_drift=False)
+    done = run_range(
+        spark, context.settings, manifest, view, start.date(), end.date(), stats=stats, raise_on_drift=False
+    )
     _echo_run(done.run)
     if done.stats is not None:
         for item in done.stats.with_status("warn"):
@@ -268,16 +273,19 @@ def materialize(
     transport: Literal["rows", "arrow"],
 ) -> int:
     """Publish ds partitions of VIEW from the offline table to Redis."""
-    from skewless.online.materialize import materialize as publish
-    from skewless.runtime.spark import get_spark
-
     if (ds is None) == (start is None or end is None) or (ds is not None and (start or end)):
         raise click.UsageError("give either --ds DATE or both --start DATE and --end DATE")
     first, last = (ds.date(), ds.date()) if ds is not None else (start.date(), end.date())  # type: ignore[union-attr]
-    manifest = _registry(context)
-    _check_range(manifest, view, first, last)
-    spark = get_spark(context.settings, app_name=f"skewless-materialize-{view}")
-    result = publish(spark, context.settings, manifest, view, first, last, transport=transport)
+    _check_range(_registry(context), view, first, last)
+    return _materialize(context, view, first, last, transport)
+
+
+def _materialize(
+    context: Context, view: str, first: date, last: date, transport: Literal["rows", "arrow"] = "rows"
+) -> int:
+    from skewless.orchestration import materialize_task
+
+    result = materialize_task(view, first, last, settings=context.settings, transport=transport)
     days = str(first) if first == last else f"{first}..{last}"
     click.echo(
         f"{result.view}: published ds {days}: {result.rows} rows ({result.tombstones} tombstones); "
@@ -287,6 +295,93 @@ def materialize(
     if result.days_without_rows:
         missing = ", ".join(map(str, result.days_without_rows))
         click.echo(f"warning: no committed rows for ds {missing} (not computed yet?)", err=True)
+    return 0
+
+
+# --- Low-level steps of the nightly DAG under spark-submit (docs/cli.md, "skewless task") --------
+
+
+@cli.group(name="task")
+def task_group() -> None:
+    """One step of a view's nightly DAG (what its spark-submit tasks run; docs/airflow.md).
+
+    compute stages ds START..END and keeps the staged run in a small JSON file under
+    offline_root; validate and commit read it; materialize publishes the range compute staged.
+    """
+
+
+def _task_range(view: str, start: datetime, end: datetime) -> tuple[str, date, date]:
+    if end < start:
+        raise click.UsageError(f"--end {end:%Y-%m-%d} is before --start {start:%Y-%m-%d}")
+    return view, start.date(), end.date()
+
+
+_TASK_OPTIONS = (
+    click.argument("view"),
+    click.option("--start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First UTC date."),
+    click.option("--end", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Last UTC date."),
+)
+
+
+def _task_command(name: str, help_text: str) -> Callable[[Callable[..., int]], click.Command]:
+    def decorate(function: Callable[..., int]) -> click.Command:
+        wrapped: Any = pass_context(function)
+        for option in reversed(_TASK_OPTIONS):
+            wrapped = option(wrapped)
+        return task_group.command(name=name, help=help_text)(wrapped)
+
+    return decorate
+
+
+@_task_command("compute", "Stage ds START..END of VIEW (late data repaired per late_data_days).")
+def task_compute(context: Context, view: str, start: datetime, end: datetime) -> int:
+    from skewless.orchestration import compute_task, write_handoff
+
+    name, first, last = _task_range(view, start, end)
+    staged = compute_task(name, first, last, settings=context.settings)
+    uri = write_handoff(context.settings, name, first, last, staged)
+    click.echo(f"{name}: ds {first}..{last} staged ({uri})")
+    return 0
+
+
+@_task_command("validate", "Audit the rows compute staged; discard them on failure.")
+def task_validate(context: Context, view: str, start: datetime, end: datetime) -> int:
+    from skewless.orchestration import read_handoff, validate_task
+
+    name, first, last = _task_range(view, start, end)
+    validate_task(read_handoff(context.settings, name, first, last), settings=context.settings)
+    click.echo(f"{name}: ds {first}..{last} passed validation")
+    return 0
+
+
+@_task_command("commit", "Commit the rows compute staged (after validate).")
+def task_commit(context: Context, view: str, start: datetime, end: datetime) -> int:
+    from skewless.orchestration import commit_task, read_handoff
+
+    name, first, last = _task_range(view, start, end)
+    result = commit_task(read_handoff(context.settings, name, first, last), settings=context.settings)
+    rows, version = result["rows"], result["table_version"]
+    click.echo(f"{name}: ds {first}..{last} committed ({rows} rows), version {version}")
+    return 0
+
+
+@_task_command("materialize", "Publish the range compute staged (else START..END) to Redis.")
+def task_materialize(context: Context, view: str, start: datetime, end: datetime) -> int:
+    from skewless.orchestration import handoff_range
+
+    name, first, last = _task_range(view, start, end)
+    return _materialize(context, name, *handoff_range(context.settings, name, first, last))
+
+
+@_task_command("stats", "Record the statistics and drift of ds START..END.")
+def task_stats(context: Context, view: str, start: datetime, end: datetime) -> int:
+    from skewless.orchestration import stats_task
+
+    name, first, last = _task_range(view, start, end)
+    result = stats_task(name, first, last, settings=context.settings)
+    for warning in result["drift_warnings"]:
+        click.echo(f"warning: {name} ds {warning}: drifted", err=True)
+    click.echo(f"{name}: ds {first}..{last} statistics recorded (version {result['stats_version']})")
     return 0
 
 
@@ -470,6 +565,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+def run_as(command: str, argv: Sequence[str] | None = None) -> int:
+    """:func:`main` for ``skewless COMMAND ARGS``: what the spark-submit entry points in ``jobs/`` run.
+
+    ``argv`` is the command line after the job script, the global options (``--conf FILE``,
+    ``--debug``) first, as with ``skewless``; e.g. ``--conf c.yaml spend --ds 2024-03-01``.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    leading: list[str] = []
+    while args and (args[0] in ("--conf", "--debug") or args[0].startswith("--conf=")):
+        take = 2 if args[0] == "--conf" else 1
+        leading, args = leading + args[:take], args[take:]
+    return main([*leading, command, *args])
+
+
 def describe_failure(exc: BaseException) -> str:
     """One line for any failure: the user's own error as written, else where it came from."""
     if isinstance(exc, SkewlessError):
@@ -480,6 +589,11 @@ def describe_failure(exc: BaseException) -> str:
     for line in text.splitlines():
         if "skewless.errors." in line and ": " in line:
             return line.split("skewless.errors.", 1)[1].split(": ", 1)[1].strip()
+    if "No module named 'skewless'" in text:
+        return (
+            "the Spark executors cannot import skewless: ship it with spark-submit --py-files "
+            "(or spark.submit.pyFiles in spark.conf) or install it on the workers' Python (docs/cluster.md)"
+        )
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if type(exc).__module__.startswith(("pyspark", "py4j")):
         return f"Spark failed: {first[:500]} (rerun with --debug for the full trace)"

@@ -14,8 +14,9 @@ days missed while the scheduler was down are still caught up.
 The task bodies are :mod:`skewless.orchestration` functions (the ones the CLI uses). Building
 the DAGs reads the settings and the registry JSON only: no YAML, no Spark, no Great
 Expectations. With no registry deployed there are no DAGs. With ``spark.submit: true`` each task
-is a ``SparkSubmitOperator`` running ``jobs/view_task.py`` (or ``jobs/backfill_view.py``), the
-steps handing the staged run on through a small JSON file under ``offline_root`` instead of XCom.
+is a ``SparkSubmitOperator`` running ``jobs/view_task.py`` (``skewless task STEP``) or
+``jobs/backfill_view.py`` (``skewless backfill``), the steps handing the staged run on through a
+small JSON file under ``offline_root`` instead of XCom.
 """
 
 from __future__ import annotations
@@ -189,7 +190,8 @@ class _Builder:
         return SparkSubmitOperator(
             task_id=task_id,
             application=str(self.jobs_dir / application),
-            application_args=[*args, *(["--conf", conf] if conf else [])],
+            # The `skewless` command line after the job script (docs/cli.md): global options first.
+            application_args=[*(["--conf", conf] if conf else []), *args],
             conn_id=self.settings.airflow.spark_conn_id,
             conf=dict(self.settings.spark.conf),
             name=f"skewless-{label}-{task_id}",
@@ -198,7 +200,7 @@ class _Builder:
 
     def _submit_tasks(self, view: ViewSpec) -> None:
         def step(task_id: str, **extra: Any) -> Any:
-            args = ["--task", task_id, "--view", view.name, "--start", DS_TEMPLATE, "--end", DS_TEMPLATE]
+            args = [task_id, view.name, "--start", DS_TEMPLATE, "--end", DS_TEMPLATE]
             return self._spark_submit(task_id, view.name, "view_task.py", args, **extra)
 
         tasks = [
@@ -232,7 +234,6 @@ class _Builder:
         ) as dag:
             if self.settings.spark.submit:
                 args = [
-                    "--view",
                     "{{ params.view }}",
                     "--start",
                     "{{ params.start }}",
@@ -243,7 +244,7 @@ class _Builder:
                 run = self._spark_submit("backfill", view, "backfill_view.py", [*args, "--no-stats"])
                 step = ("materialize", "stats")
                 publish, profile = (
-                    self._spark_submit(name, view, "view_task.py", ["--task", name, *args]) for name in step
+                    self._spark_submit(name, view, "view_task.py", [name, *args]) for name in step
                 )
                 run >> publish >> profile
             else:

@@ -3,14 +3,16 @@
 * :func:`run_range` - compute, validate (Great Expectations gate), commit and record statistics
   for ``ds`` in ``start..end`` (extended to the ``ds`` that depend on re-read raw input whose
   fingerprint changed, docs/semantics.md) in one Spark application: ``skewless run`` / ``backfill``,
-  ``jobs/run_view.py`` / ``jobs/backfill_view.py`` and the ``skewless__backfill`` DAG.
+  (also under spark-submit: ``jobs/run_view.py`` / ``jobs/backfill_view.py``) and the
+  ``skewless__backfill`` DAG.
 * The nightly DAG's tasks, each idempotent per ``ds``: :func:`compute_task` stages the rows and
   returns the :class:`~skewless.offline.jobs.StagedRun` as JSON (the XCom); :func:`validate_task`
   audits the staged rows and discards them on failure; :func:`commit_task` publishes them;
   :func:`materialize_task` writes the committed partition to Redis; :func:`stats_task` records
   statistics and drift. Rerunning the DAG run from ``compute`` recomputes and replaces the
   partition; a failed ``validate`` leaves nothing staged, so it is cleared together with
-  ``compute``.
+  ``compute``. Under spark-submit (``skewless task STEP``, ``jobs/view_task.py``) the steps
+  hand the StagedRun on through a file (:func:`write_handoff`, :func:`read_handoff`).
 
 Task functions load the settings (``SKEWLESS_CONF``) and the deployed registry when they run,
 not when a DAG file is parsed, and return JSON-compatible dicts.
@@ -22,7 +24,7 @@ import logging
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from skewless.errors import RegistryError, SkewlessError
 from skewless.manifest import Manifest
@@ -155,14 +157,19 @@ def commit_task(staged_json: str, *, settings: Settings | None = None) -> dict[s
 
 
 def materialize_task(
-    view: str, start: date, end: date | None = None, *, settings: Settings | None = None
+    view: str,
+    start: date,
+    end: date | None = None,
+    *,
+    settings: Settings | None = None,
+    transport: Literal["rows", "arrow"] = "rows",
 ) -> dict[str, Any]:
     """Publish the committed partitions to Redis (refused while a ds is not available yet)."""
     from skewless.online.materialize import materialize
 
     settings, manifest = deployment(settings)
     spark = spark_session(settings, f"skewless-materialize-{view}")
-    result = materialize(spark, settings, manifest, view, start, end or start)
+    result = materialize(spark, settings, manifest, view, start, end or start, transport=transport)
     if result.days_without_rows:
         log.warning("%s: no committed rows for ds %s", view, ", ".join(map(str, result.days_without_rows)))
     return _jsonable(asdict(result))
@@ -198,6 +205,41 @@ def backfill_task(view: str, start: date, end: date, *, settings: Settings | Non
 def handoff_uri(settings: Settings, view: str, start: date, end: date) -> str:
     """Where spark-submit tasks pass the StagedRun JSON on (they have no XCom)."""
     return join_uri(settings.offline_root, f"_runs/{view}/{start}_{end}.staged.json")
+
+
+def write_handoff(settings: Settings, view: str, start: date, end: date, staged_json: str) -> str:
+    """Keep :func:`compute_task`'s output for the next spark-submit step; returns where."""
+    from skewless.storage import write_text
+
+    uri = handoff_uri(settings, view, start, end)
+    write_text(uri, staged_json)
+    return uri
+
+
+def read_handoff(settings: Settings, view: str, start: date, end: date) -> str:
+    """The StagedRun JSON :func:`write_handoff` kept (SkewlessError when compute has not run)."""
+    from skewless.storage import read_text
+
+    uri = handoff_uri(settings, view, start, end)
+    staged = read_text(uri)
+    if staged is None:
+        raise SkewlessError(f"{view}: no staged run at {uri}; run the compute task first")
+    return staged
+
+
+def handoff_range(settings: Settings, view: str, start: date, end: date) -> tuple[date, date]:
+    """The range compute staged (and commit published), else ``start..end``.
+
+    Wider than ``ds`` when the run repaired late data: its newer rows must reach Redis too.
+    """
+    from skewless.offline.jobs import StagedRun
+    from skewless.storage import read_text
+
+    staged = read_text(handoff_uri(settings, view, start, end))
+    if staged is None:
+        return start, end
+    run = StagedRun.from_json(staged)
+    return run.start, run.end
 
 
 def _jsonable(body: dict[str, Any]) -> dict[str, Any]:

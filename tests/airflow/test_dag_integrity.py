@@ -131,17 +131,18 @@ def test_spark_submit_mode_builds_the_same_graph_with_spark_submit_operators(tmp
         assert Path(operator.application) == REPO / "jobs" / "view_task.py"
         assert Path(operator.application).is_file()
         args = operator.application_args
-        assert args[:4] == ["--task", task_id, "--view", "spend"]
-        assert "{{ data_interval_start" in args[5]
+        # `skewless task STEP VIEW --start DS --end DS` (jobs/view_task.py runs `skewless task`).
+        assert args[:3] == [task_id, "spend", "--start"]
+        assert "{{ data_interval_start" in args[3]
         assert operator.name == f"skewless-spend-{task_id}"
     assert _chain(nightly)[0] == ("commit", ["materialize"])
     backfill = dags["skewless__backfill"]
     run = backfill.get_task("backfill")
     assert isinstance(run, SparkSubmitOperator)
     assert Path(run.application) == REPO / "jobs" / "backfill_view.py"
-    assert run.application_args[:2] == ["--view", "{{ params.view }}"]
+    assert run.application_args[:2] == ["{{ params.view }}", "--start"]
     assert "--no-stats" in run.application_args
     for task_id in ("materialize", "stats"):
         step = backfill.get_task(task_id)
         assert isinstance(step, SparkSubmitOperator)
-        assert step.application_args[:2] == ["--task", task_id]
+        assert step.application_args[:2] == [task_id, "{{ params.view }}"]

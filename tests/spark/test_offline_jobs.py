@@ -147,7 +147,13 @@ def _job(
     if fault:
         env[FAULT_ENV] = fault
     return subprocess.run(
-        [*args, "--conf", str(conf)], env=env, capture_output=True, text=True, timeout=300, cwd=REPO
+        # The job's arguments are the `skewless` command line's: global options first.
+        [*args[:2], "--conf", str(conf), *args[2:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
 
 
@@ -157,7 +163,7 @@ def test_sigkill_before_commit_leaves_previous_version_and_rerun_succeeds(spark:
     version, before = _version(settings, manifest), _rows(spark, settings, manifest)
 
     killed = _job(
-        [sys.executable, "jobs/run_view.py", "--view", "spend", "--ds", "2024-05-02"],
+        [sys.executable, "jobs/run_view.py", "spend", "--ds", "2024-05-02"],
         settings,
         tmp_path,
         fault="kill-before-commit",
@@ -169,11 +175,9 @@ def test_sigkill_before_commit_leaves_previous_version_and_rerun_succeeds(spark:
 
     # The same job under spark-submit (the cluster entry point) completes with no duplicates.
     spark_submit = Path(sys.executable).parent / "spark-submit"
-    rerun = _job(
-        [str(spark_submit), "jobs/run_view.py", "--view", "spend", "--ds", "2024-05-02"], settings, tmp_path
-    )
+    rerun = _job([str(spark_submit), "jobs/run_view.py", "spend", "--ds", "2024-05-02"], settings, tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "spend: ds 2024-05-02 committed (2 rows)" in rerun.stdout
+    assert "spend: committed ds 2024-05-02 (2 rows)" in rerun.stdout
     assert _rows(spark, settings, manifest) == [
         ("a", date(2024, 5, 1), 1, 10.0),
         ("a", date(2024, 5, 2), 2, 15.0),
@@ -184,9 +188,7 @@ def test_sigkill_before_commit_leaves_previous_version_and_rerun_succeeds(spark:
 
 def test_job_reports_bad_input_in_one_line(spark: Any, tmp_path: Path) -> None:
     settings, _ = _setup(tmp_path, _payments())
-    result = _job(
-        [sys.executable, "jobs/run_view.py", "--view", "nope", "--ds", "2024-05-02"], settings, tmp_path
-    )
+    result = _job([sys.executable, "jobs/run_view.py", "nope", "--ds", "2024-05-02"], settings, tmp_path)
     assert result.returncode == 1
     assert "error: unknown view 'nope'" in result.stderr
     assert "Traceback" not in result.stderr

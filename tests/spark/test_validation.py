@@ -18,7 +18,7 @@ from skewless.offline.jobs import run_view
 from skewless.offline.schemas import view_schema
 from skewless.orchestration import run_range
 from skewless.runtime.settings import Settings, ValidationSettings
-from skewless.validate.gate import validate_rows, validation_gate
+from skewless.validate.gate import validate_rows
 from skewless.validate.psi import bin_edges, histogram, psi
 from skewless.validate.stats import read_stats, record_stats
 from tests.helpers import deploy, write_parquet
@@ -111,7 +111,7 @@ def test_tombstones_pass_value_expectations_and_a_violation_commits_nothing(
     # ds 3: b drops out (a tombstone, all features null) while a has a value; both pass.
     for offset in range(3):
         day = DAY + timedelta(days=offset)
-        run_view(spark, settings, manifest, "spend", day, gate=validation_gate(settings, day))
+        run_range(spark, settings, manifest, "spend", day, stats=False)
     report = _reports(settings, "spend")[-1]
     assert report["success"]
     assert report["rows"] == 2
@@ -128,7 +128,7 @@ def test_tombstones_pass_value_expectations_and_a_violation_commits_nothing(
     pq.write_table(new_day, raw / "part-1.parquet")
     day = DAY + timedelta(days=3)
     with pytest.raises(ValidationFailed) as caught:
-        run_view(spark, settings, manifest, "spend", day, gate=validation_gate(settings, day))
+        run_range(spark, settings, manifest, "spend", day, stats=False)
     message = str(caught.value)
     assert "view 'spend' ds 2024-05-04: 1 of 6 expectations failed" in message
     assert "between(total_2d, 0..100) [expectations[0], rows with a value (tombstones excluded)]" in message
@@ -258,9 +258,7 @@ def test_statistics_and_drift_per_partition(spark: Any, tmp_path: Path) -> None:
 def test_cli_run_is_gated_and_submit_steps_hand_the_staged_run_on_through_a_file(
     spark: Any, tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import importlib.util
-
-    from skewless.cli import main
+    from skewless.cli import main, run_as
 
     settings, manifest = deploy(tmp_path, TREE)
     raw = Path(settings.data_root) / "payments"
@@ -282,19 +280,10 @@ def test_cli_run_is_gated_and_submit_steps_hand_the_staged_run_on_through_a_file
     assert "error: view 'spend' ds 2024-05-03: 1 of 6 expectations failed" in err
     assert table_version(uri) == 1
 
-    # jobs/view_task.py: the steps spark-submit runs one by one when spark.submit is true.
-    spec = importlib.util.spec_from_file_location(
-        "view_task", Path(__file__).parents[2] / "jobs" / "view_task.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
-
+    # `skewless task STEP` (jobs/view_task.py): the steps spark-submit runs one by one when
+    # spark.submit is true.
     def step(task: str, day: str) -> int:
-        return int(
-            job.main(["--conf", str(conf), "--task", task, "--view", "spend", "--start", day, "--end", day])
-        )
+        return run_as("task", ["--conf", str(conf), task, "spend", "--start", day, "--end", day])
 
     assert [step(t, "2024-05-02") for t in ("compute", "validate", "commit", "materialize", "stats")] == [
         0

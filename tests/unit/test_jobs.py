@@ -25,19 +25,26 @@ def test_training_set_job_rejects_missing_spine_without_starting_spark(tmp_path:
     assert "Spark" not in done.stderr  # no session was started for a usage error
 
 
-def test_a_job_turns_any_failure_into_one_line_and_exit_1(capsys: object) -> None:
-    """Not only SkewlessError: an unexpected exception is one line too (the traceback needs --debug)."""
-    import argparse
-
-    import pytest
-
-    from skewless.jobs_cli import job_parser, run_job
-
-    def body(args: argparse.Namespace, settings: object) -> str:
-        raise ValueError("embedded null byte\nsecond line")
-
-    assert run_job(job_parser("test"), body, []) == 1
-    err = capsys.readouterr().err  # type: ignore[attr-defined]
-    assert err == "error: unexpected ValueError: embedded null byte (rerun with --debug for the traceback)\n"
-    with pytest.raises(ValueError, match="embedded null byte"):
-        run_job(job_parser("test"), body, ["--debug"])
+def test_a_job_runs_the_skewless_command_line_with_its_global_options_first(tmp_path: Path) -> None:
+    """jobs/*.py are the CLI: its parser, usage errors and one error handler (no second copy)."""
+    conf = tmp_path / "c.yaml"
+    conf.write_text(f"offline_root: {tmp_path / 'offline'}\n")
+    done = subprocess.run(
+        [sys.executable, "jobs/run_view.py", "--conf", str(conf), "spend", "--ds", "2024-05-02"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: no registry at {tmp_path}")
+    bad = subprocess.run(
+        [sys.executable, "jobs/view_task.py", "--conf", str(conf), "compile", "spend"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1
+    assert "No such command 'compile'" in bad.stderr
+    assert "(see `skewless task --help`)" in bad.stderr

@@ -4,8 +4,9 @@
 context over a Spark dataframe data source, always keeps the report as JSON under
 ``<offline_root>/_reports/validation/<view>/<start>_<end>-<timestamp>.json``, and raises
 :class:`~skewless.errors.ValidationFailed` naming the view, the ds range and every failed check
-with its observed value. :func:`validation_gate` adapts it to the ``gate`` of
-:func:`skewless.offline.jobs.run_view`.
+with its observed value. :func:`skewless.orchestration.run_range` passes it to
+:func:`skewless.offline.jobs.run_view` as its ``gate``; the DAG's validate step calls it on the
+staged rows.
 
 Great Expectations takes seconds to import and logs a lot: it is imported on first use only,
 its loggers are set to WARNING and its progress bars are off.
@@ -37,7 +38,6 @@ from skewless.validate.suite import (
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from skewless.offline.jobs import Gate
 
 log = logging.getLogger(__name__)
 
@@ -268,12 +268,3 @@ def validate_rows(
     elif raise_on_failure:
         raise ValidationFailed(report.describe_failures())
     return report
-
-
-def validation_gate(settings: Settings, start: date, end: date | None = None) -> Gate:
-    """A ``gate`` for :func:`skewless.offline.jobs.run_view` that audits the staged rows."""
-
-    def gate(rows: DataFrame, view: ViewSpec) -> None:
-        validate_rows(rows, view, settings, start, end or start)
-
-    return gate
