@@ -9,7 +9,12 @@ Starts its own redis-server on a free loopback port and measures, in the same ru
   where the time goes;
 * online read latency through :class:`OnlineClient` (p50/p99): 1 entity x 3 features of one
   view, and 500 entities x 10 features across 2 views; with plain ``MGET`` of the same keys as
-  the floor.
+  the floor;
+* ``store``: the online-store interface's hand-packed hiredis round trips
+  (:class:`~skewless.online.store.RedisOnlineStore`) against redis-py's ``Pipeline`` with
+  ``register_script`` for the same writes (same batches of the same script) and the same
+  multi-view ``MGET`` reads: whether the hand-tuned path is still needed
+  (``python -m bench.online_bench store [ENTITIES]`` runs only this part).
 
 Targets: >= 100k keys/s, p99 <= 0.3 ms (1 entity) and <= 2 ms (500 x 10).
 """
@@ -248,8 +253,11 @@ def run(workdir: Path, scale: float) -> dict[str, Any]:
             "redis_cpu_us_per_key": round((_redis_cpu(probe) - redis_before) / len(rows) * 1e6, 2),
         }
 
-        # Reads: the merchant view holds `entities` keys again, the customer view 100k.
+        # The store's hand-packed round trips against redis-py's Pipeline + register_script.
         del rows
+        report["store"] = store_comparison(server.url, manifest, min(entities, 100_000))
+
+        # Reads: the merchant view holds `entities` keys again, the customer view 100k.
         probe.flushall()
         materialize(spark, settings, manifest, "merchant_bench", day, transport="arrow")
         customers = manifest.view("customer_bench")
@@ -373,11 +381,132 @@ def _reads(task: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
+def store_comparison(url: str, manifest: Any, entities: int, repeats: int = 3) -> dict[str, Any]:
+    """Hand-packed hiredis round trips (the store's) against redis-py ``Pipeline`` + ``register_script``.
+
+    Writes: ``entities`` merchant rows, ``DEFAULT_BATCH_SIZE`` keys per script call and
+    ``DEFAULT_PIPELINE_DEPTH`` calls per round trip on both sides (the same encoded arguments);
+    best of ``repeats`` runs (Redis flushed before each). Reads: 500 entities of two views, one
+    ``MGET`` per view in one round trip, p50/p99 and client CPU.
+    """
+    import redis
+
+    from skewless.online import store as online_store
+    from skewless.online.encoding import ViewCodec
+    from skewless.online.redis_store import WRITE_SCRIPT, WriteCounts, connect
+    from skewless.semantics import to_micros
+
+    merchants, customers = manifest.view("merchant_bench"), manifest.view("customer_bench")
+    now_us = to_micros(datetime.now(UTC)) - 3_600_000_000
+    rows = [
+        (f"m{i:08d}", now_us, now_us, i % 1000, i * 1.37, i / 3, SEGMENTS[i % 6], i % 3 != 0)
+        for i in range(entities)
+    ]
+    probe = redis.Redis.from_url(url)
+
+    class PipelineWriter:
+        """What ScriptWriter does, through redis-py's Pipeline and a registered Script."""
+
+        def __init__(self, client: Any) -> None:
+            self.client = client
+            self.script = client.register_script(WRITE_SCRIPT)
+
+        def write(self, batches: Any) -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            for keys, arguments in batches:
+                self.script(keys=keys, args=arguments, client=pipe)
+            total = WriteCounts()
+            for written, kept, expired in pipe.execute():
+                total = total + WriteCounts(int(written), int(kept), int(expired))
+            return total
+
+    def timed_writes(make_writer: Any) -> dict[str, float]:
+        best: dict[str, float] | None = None
+        for _ in range(repeats):
+            probe.flushall()
+            client = connect(url)
+            writer = make_writer(client)
+            codec = ViewCodec(merchants)
+            started, cpu = time.perf_counter(), time.process_time()
+            counts = online_store.write_rows(writer, codec, rows)
+            seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu
+            client.close()
+            assert counts[2] == entities, counts
+            run = {
+                "keys_per_s": round(entities / seconds),
+                "client_cpu_us_per_key": round(cpu_s / entities * 1e6, 2),
+            }
+            if best is None or run["keys_per_s"] > best["keys_per_s"]:
+                best = run
+        assert best is not None
+        return best
+
+    report: dict[str, Any] = {"entities": entities, "load_average_1m_before": round(os.getloadavg()[0], 2)}
+    report["write_hiredis_packed"] = timed_writes(online_store.ScriptWriter)
+    report["write_redis_py_pipeline_register_script"] = timed_writes(PipelineWriter)
+
+    with online_store.RedisOnlineStore(url) as store:
+        store.write(merchants, rows)
+        store.write(customers, [(i, now_us, now_us, i, i * 2.5, i % 3650, "gold", True) for i in range(500)])
+        step = max(1, entities // 500)
+        merchant_codec, customer_codec = ViewCodec(merchants), ViewCodec(customers)
+        views = [
+            [merchant_codec.entity_key([f"m{i * step:08d}"]) for i in range(500)],
+            [customer_codec.entity_key([i]) for i in range(500)],
+        ]
+        client = store.client
+
+        def packed() -> Any:
+            return store.read_many(views, lambda _, values: values)
+
+        def pipelined() -> Any:
+            pipe = client.pipeline(transaction=False)
+            for keys in views:
+                pipe.mget(keys)
+            return pipe.execute()
+
+        assert packed() == pipelined()
+        report["read_500x2_views_hiredis_packed"] = _latency(packed, repeats=1000, redis_client=probe)
+        report["read_500x2_views_redis_py_pipeline"] = _latency(pipelined, repeats=1000, redis_client=probe)
+    probe.flushall()
+    probe.close()
+    write_ratio = (
+        report["write_hiredis_packed"]["keys_per_s"]
+        / report["write_redis_py_pipeline_register_script"]["keys_per_s"]
+    )
+    read_ratio = (
+        report["read_500x2_views_redis_py_pipeline"]["p50_ms"]
+        / report["read_500x2_views_hiredis_packed"]["p50_ms"]
+    )
+    report["hiredis_speedup"] = {"write_throughput": round(write_ratio, 2), "read_p50": round(read_ratio, 2)}
+    report["load_average_1m_after"] = round(os.getloadavg()[0], 2)
+    return report
+
+
+def _store_only(entities: int) -> dict[str, Any]:
+    """``python -m bench.online_bench store [ENTITIES]``: only :func:`store_comparison`."""
+    import tempfile
+
+    from skewless.compile import compile_tree
+    from skewless.devstack.local_redis import LocalRedis
+
+    with tempfile.TemporaryDirectory(prefix="skewless-bench-store-") as tmp:
+        defs = Path(tmp) / "defs"
+        defs.mkdir()
+        (defs / "defs.yaml").write_text(textwrap.dedent(TREE["defs.yaml"]).lstrip("\n"))
+        with LocalRedis(workdir=Path(tmp) / "redis") as server:
+            return store_comparison(server.url, compile_tree(defs), entities)
+
+
 def _created_session(spark: Any) -> bool:
     return bool(spark.sparkContext.appName == "skewless-bench-online")
 
 
 if __name__ == "__main__":
+    import json
     import sys
 
+    if sys.argv[1:2] == ["store"]:
+        print(json.dumps(_store_only(int(sys.argv[2]) if len(sys.argv) > 2 else 50_000), indent=2))
+        sys.exit(0)
     sys.exit(worker_main({"reads": _reads}))

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from operator import add, itemgetter
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import msgpack  # type: ignore[import-untyped]
-from hiredis import pack_command
 
 from skewless import semantics
 from skewless.errors import EntityError, OnlineStoreError, OnlineTimeRefused
@@ -42,7 +41,7 @@ from skewless.online.encoding import (
     layout_key,
     parse_layout_document,
 )
-from skewless.online.redis_store import connect, describe_error, round_trip
+from skewless.online.store import RedisOnlineStore
 from skewless.pit import request
 from skewless.runtime.settings import Settings
 from skewless.spec.models import REQUEST_TS
@@ -159,7 +158,7 @@ class OnlineClient:
     def __init__(self, settings: Settings, manifest: Manifest, *, redis_client: redis.Redis | None = None):
         self.manifest = manifest
         self._url = settings.redis_url
-        self._redis = redis_client if redis_client is not None else connect(self._url)
+        self._store = RedisOnlineStore(self._url, client=redis_client)
         self._plans: dict[tuple[Any, ...], FeaturePlan] = {}
         self._layouts: dict[str, tuple[tuple[str, str], ...]] = {}
         self.observe_misses: Callable[[str, int, int], None] | None = None
@@ -167,7 +166,7 @@ class OnlineClient:
         values stored but not live at ``now`` (``skewless serve`` counts them for /metrics)."""
 
     def close(self) -> None:
-        self._redis.close()
+        self._store.close()
 
     def __enter__(self) -> OnlineClient:
         return self
@@ -177,12 +176,7 @@ class OnlineClient:
 
     def ping(self) -> None:
         """Raises :class:`OnlineStoreError` when Redis does not answer."""
-        import redis
-
-        try:
-            self._redis.ping()
-        except redis.RedisError as exc:
-            raise OnlineStoreError(describe_error(exc, self._url)) from None
+        self._store.ping()
 
     def plan(
         self, features: str | Sequence[str | FeatureRef] | None = None, service: str | None = None
@@ -223,13 +217,11 @@ class OnlineClient:
         if not rows:
             return []
         views = plan.views
-        packed = b"".join(pack_command(cast(Any, ("MGET", *_view_keys(read, rows)))) for read in views)
+        keys = [_view_keys(read, rows) for read in views]
         # One MGET per view, sent together: each view's values are decoded while Redis is still
         # answering the next view's MGET.
         unknowable: list[_Unknowable] = []
-        decoded = self._read(
-            packed, len(views), lambda i, raws: self._decode(views[i], raws, now_us, unknowable)
-        )
+        decoded = self._read(keys, lambda i, raws: self._decode(views[i], raws, now_us, unknowable))
         if unknowable:  # raised once every reply is read: the connection stays usable
             raise _refusal(unknowable, rows, now_us)
         # Per view, one tuple of requested values per row; joined row-wise in C (operator.add):
@@ -298,34 +290,23 @@ class OnlineClient:
         return out
 
     def _read(
-        self, packed: bytes, count: int, each: Callable[[int, list[bytes | None]], list[tuple[Any, ...]]]
+        self, keys: list[list[str]], each: Callable[[int, list[bytes | None]], list[tuple[Any, ...]]]
     ) -> list[list[tuple[Any, ...]]]:
-        import redis
-
-        try:
-            # Packed by hiredis directly: redis-py would spend about a microsecond per key first.
-            return round_trip(self._redis, packed, count, each)
-        except redis.RedisError as exc:
-            raise OnlineStoreError(describe_error(exc, self._url)) from None
+        return self._store.read_many(keys, each)
 
     def _remap(self, codec: ViewCodec, items: list[Any]) -> list[Any]:
         """A value written under another feature layout of the same view version, in today's order."""
-        import redis
-
         stored_layout = items[3]
         name = layout_key(codec.view_name, codec.version, stored_layout)
         layout = self._layouts.get(name)
         if layout is None:
-            try:
-                raw = self._redis.get(name)
-            except redis.RedisError as exc:
-                raise OnlineStoreError(describe_error(exc, self._url)) from None
+            raw = self._store.get(name)
             if raw is None:
                 raise OnlineStoreError(
                     f"{codec.view_name}: a stored value refers to feature layout {stored_layout.hex()}, "
                     f"whose document {name!r} is missing from Redis; re-materialize the view"
                 )
-            layout = parse_layout_document(cast(bytes, raw))
+            layout = parse_layout_document(raw)
             self._layouts[name] = layout
         values = items[FEATURES_AT:]
         stored = {feature: (index, dtype) for index, (feature, dtype) in enumerate(layout)}

@@ -22,19 +22,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from skewless import semantics
 from skewless.errors import OnlineStoreError, PublishRefused, SkewlessError, TableError
 from skewless.manifest import Manifest, ViewSpec
-from skewless.online.encoding import (
-    MIN_TIMESTAMP_US,
-    ViewCodec,
-)
+from skewless.online.encoding import MIN_TIMESTAMP_US
 from skewless.online.published import record_published
-from skewless.online.redis_store import (
-    MAX_BATCH,
-    ScriptWriter,
-    WriteCounts,
-    connect,
-    describe_error,
-    env_password,
-)
+from skewless.online.redis_store import MAX_BATCH, env_password
+from skewless.online.store import DEFAULT_BATCH_SIZE, DEFAULT_PIPELINE_DEPTH, RedisOnlineStore
 from skewless.runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,8 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 256
-DEFAULT_PIPELINE_DEPTH = 8
 Transport = Literal["rows", "arrow"]
 TRANSPORTS: tuple[Transport, ...] = ("rows", "arrow")
 STATS = ("rows", "tombstones", "written", "kept_newer", "already_expired")
@@ -120,8 +109,7 @@ def materialize(
     committed = set(tables.partitions(uri))
     missing = tuple(day for day in days if day not in committed)
 
-    codec = ViewCodec(view)
-    _prepare(settings.redis_url, codec)
+    _prepare(settings.redis_url, view)
 
     frame = _publishable_rows(tables.read(uri, view_schema(view), ds_range=(start, end)), view, now)
     parallelism = spark.sparkContext.defaultParallelism
@@ -177,34 +165,21 @@ def publish_rows(
     Rows are (keys..., feature_ts_us, created_ts_us, features...); returns the counters of
     :func:`write_rows`.
     """
-    import redis
-
-    codec = ViewCodec(view)
-    _prepare(url, codec)
-    client = connect(url)
-    try:
-        return write_rows(ScriptWriter(client), codec, rows, batch_size, pipeline_depth)
-    except redis.RedisError as exc:
-        raise OnlineStoreError(f"{view.name}: {describe_error(exc, url)}") from None
-    finally:
-        client.close()
+    with RedisOnlineStore(url, batch_size=batch_size, pipeline_depth=pipeline_depth) as store:
+        try:
+            store.prepare(view)
+            return store.write(view, rows).as_tuple()
+        except OnlineStoreError as exc:
+            raise OnlineStoreError(f"{view.name}: {exc}") from None
 
 
-def _prepare(url: str, codec: ViewCodec) -> None:
+def _prepare(url: str, view: ViewSpec) -> None:
     """Fail fast on the driver when Redis is unreachable; publish the layout document."""
-    import redis
-
-    client = connect(url)
     try:
-        client.ping()
-        ScriptWriter(client)
-        client.set(codec.layout_key, codec.layout_document())
-    except redis.RedisError as exc:
-        raise OnlineStoreError(
-            f"{codec.view_name}: cannot publish: {describe_error(exc, url)}; nothing was written"
-        ) from None
-    finally:
-        client.close()
+        with RedisOnlineStore(url) as store:
+            store.prepare(view)
+    except OnlineStoreError as exc:
+        raise OnlineStoreError(f"{view.name}: cannot publish: {exc}; nothing was written") from None
 
 
 def _publishable_rows(frame: DataFrame, view: ViewSpec, now: datetime) -> DataFrame:
@@ -267,16 +242,15 @@ class PartitionWriter:
             counter.add(value)
 
     def write(self, rows: Iterable[Sequence[Any]]) -> tuple[int, int, int, int, int]:
-        import redis
-
-        codec = ViewCodec(self.view)
-        client = connect(self.url, password=self.password)
+        store = RedisOnlineStore(
+            self.url, password=self.password, batch_size=self.batch_size, pipeline_depth=self.pipeline_depth
+        )
         try:
-            return write_rows(ScriptWriter(client), codec, rows, self.batch_size, self.pipeline_depth)
-        except redis.RedisError as exc:
-            raise OnlineStoreError(_MARKER + describe_error(exc, self.url)) from None
+            return store.write(self.view, rows).as_tuple()
+        except OnlineStoreError as exc:
+            raise OnlineStoreError(_MARKER + str(exc)) from None
         finally:
-            client.close()
+            store.close()
 
 
 class ArrowPartitionWriter(PartitionWriter):
@@ -300,53 +274,3 @@ def _write_with_arrow(frame: DataFrame, writer: ArrowPartitionWriter) -> tuple[i
     totals = frame.mapInArrow(writer, schema).agg(*[F.sum(name).alias(name) for name in STATS]).first()
     assert totals is not None  # a global aggregate always has one row
     return tuple(int(totals[name] or 0) for name in STATS)
-
-
-def write_rows(
-    writer: ScriptWriter,
-    codec: ViewCodec,
-    rows: Iterable[Sequence[Any]],
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    pipeline_depth: int = DEFAULT_PIPELINE_DEPTH,
-) -> tuple[int, int, int, int, int]:
-    """Encode and write rows of (keys..., feature_ts_us, created_ts_us, features...).
-
-    Returns (rows, tombstones, written, kept_newer, already_expired). A row whose features are
-    all null is a tombstone (:func:`skewless.semantics.is_tombstone`). Each value goes to the
-    script with its expiry, :func:`skewless.semantics.expire_at_ms`.
-    """
-    key_of = codec.key_function()
-    first_feature = len(codec.key_names) + 2
-    ts_index = first_feature - 2
-    ttl_us = codec.ttl_us
-    expire_at_ms, is_tombstone = semantics.expire_at_ms, semantics.is_tombstone
-    encode = codec.value_encoder()
-    tombstone = codec.tombstone
-    counts = WriteCounts()
-    rows_seen = tombstones = 0
-    keys: list[str] = []
-    arguments: list[int | bytes] = []
-    batches: list[tuple[list[str], list[int | bytes]]] = []
-    for row in rows:
-        features = row[first_feature:]
-        feature_ts, created_ts = row[ts_index], row[ts_index + 1]
-        if is_tombstone(features):
-            value = tombstone(feature_ts, created_ts)
-            tombstones += 1
-        else:
-            value = encode(feature_ts, created_ts, features)
-        arguments += (expire_at_ms(feature_ts, ttl_us), value)
-        keys.append(key_of(row))
-        if len(keys) >= batch_size:
-            rows_seen += len(keys)
-            batches.append((keys, arguments))
-            keys, arguments = [], []
-            if len(batches) >= pipeline_depth:
-                counts = counts + writer.write(batches)
-                batches = []
-    if keys:
-        rows_seen += len(keys)
-        batches.append((keys, arguments))
-    if batches:
-        counts = counts + writer.write(batches)
-    return rows_seen, tombstones, counts.written, counts.kept_newer, counts.already_expired
