@@ -35,6 +35,11 @@ class Frozen(BaseModel):
         return body
 
 
+CATALOG_FIELDS = frozenset({"description", "owner", "tags"})
+"""Catalog fields (docs/catalog.md) carried for people and the docs site: never part of a feature's
+``meaning_hash``; left out of the JSON while unset, so that registries without them keep their hashes."""
+
+
 class JoinKey(Frozen):
     name: str
     dtype: Literal["string", "int64"]
@@ -49,6 +54,11 @@ class SourceSpec(Frozen):
     created_timestamp: str | None = None
     partition_column: str | None = None
     columns: dict[str, str] | None = None
+    description: str | None = None
+    owner: str | None = None
+    tags: tuple[str, ...] | None = None
+
+    omit_when_none: ClassVar[frozenset[str]] = CATALOG_FIELDS
 
 
 class FeatureSpec(Frozen):
@@ -60,6 +70,11 @@ class FeatureSpec(Frozen):
     window_days: int | None = None
     meaning_hash: str
     """Hash of everything that decides this feature's values; a change needs a version bump."""
+    description: str | None = None
+    owner: str | None = None
+    tags: tuple[str, ...] | None = None
+
+    omit_when_none: ClassVar[frozenset[str]] = CATALOG_FIELDS
 
 
 class ExpectationSpec(Frozen):
@@ -87,9 +102,12 @@ class ViewSpec(Frozen):
     """Daily partial aggregates (aggregation views only), relative to ``offline_root``."""
     freshness_seconds: int | None = None
     """Freshness SLA (docs/semantics.md, "Freshness"); not part of any feature's meaning."""
+    description: str | None = None
+    owner: str | None = None
+    tags: tuple[str, ...] | None = None
     content_hash: str
 
-    omit_when_none: ClassVar[frozenset[str]] = frozenset({"freshness_seconds"})
+    omit_when_none: ClassVar[frozenset[str]] = frozenset({"freshness_seconds"}) | CATALOG_FIELDS
 
     @property
     def key_names(self) -> tuple[str, ...]:
@@ -113,6 +131,11 @@ class ViewSpec(Frozen):
 class EntitySpec(Frozen):
     name: str
     join_keys: tuple[JoinKey, ...]
+    description: str | None = None
+    owner: str | None = None
+    tags: tuple[str, ...] | None = None
+
+    omit_when_none: ClassVar[frozenset[str]] = CATALOG_FIELDS
 
 
 class FeatureRef(Frozen):
@@ -126,6 +149,11 @@ class FeatureRef(Frozen):
 class ServiceSpec(Frozen):
     name: str
     features: tuple[FeatureRef, ...]
+    description: str | None = None
+    owner: str | None = None
+    tags: tuple[str, ...] | None = None
+
+    omit_when_none: ClassVar[frozenset[str]] = CATALOG_FIELDS
 
 
 class RequestField(Frozen):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from skewless import semantics
 from skewless.errors import SpecError, SpecProblem
@@ -172,6 +173,7 @@ class _Compiler:
         return EntitySpec(
             name=entity.name,
             join_keys=tuple(JoinKey(name=k, dtype=t) for k, t in entity.join_keys.items()),
+            **catalog_fields(entity),
         )
 
     def _source(self, item: Located) -> SourceSpec:
@@ -210,6 +212,7 @@ class _Compiler:
             created_timestamp=source.created_timestamp,
             partition_column=source.partition_column,
             columns=dict(sorted(declared.items())) if declared is not None else None,
+            **catalog_fields(source),
         )
 
     def _known_columns(self, source: SourceSpec) -> Mapping[str, str] | None:
@@ -348,6 +351,7 @@ class _Compiler:
             "ttl_seconds": int(view.ttl.total_seconds()),
             "availability_lag_seconds": int(view.availability_lag.total_seconds()),
             "features": tuple(features),
+            **catalog_fields(view),
             "expectations": tuple(
                 ExpectationSpec(**e.model_dump(exclude_none=True)) for e in view.expectations
             ),
@@ -489,6 +493,7 @@ class _Compiler:
             function=feature.function,
             window_days=window_days,
             meaning_hash=sha256_of(meaning),
+            **catalog_fields(feature),
         )
 
     def _snapshot_feature(
@@ -523,7 +528,11 @@ class _Compiler:
             "dtype": feature.dtype,
         }
         return FeatureSpec(
-            name=feature.name, dtype=feature.dtype, column=column, meaning_hash=sha256_of(meaning)
+            name=feature.name,
+            dtype=feature.dtype,
+            column=column,
+            meaning_hash=sha256_of(meaning),
+            **catalog_fields(feature),
         )
 
     def _on_demand(self, item: Located, views: dict[str, ViewSpec]) -> OnDemandSpec | None:
@@ -659,7 +668,15 @@ class _Compiler:
                 )
                 continue
             refs.append(FeatureRef(view=view_name, feature=feature_name))
-        return ServiceSpec(name=service.name, features=tuple(refs))
+        return ServiceSpec(name=service.name, features=tuple(refs), **catalog_fields(service))
+
+
+def catalog_fields(
+    obj: Entity | Source | AggregationView | SnapshotView | AggregationFeature | SnapshotFeature | Service,
+) -> dict[str, Any]:
+    """``description``, ``owner`` and ``tags`` as the manifest carries them (unset: None, left out
+    of the JSON); never part of a meaning hash (docs/catalog.md)."""
+    return {"description": obj.description, "owner": obj.owner, "tags": obj.tags or None}
 
 
 def _aggregation_dtype(function: str, column_dtype: str | None) -> str | None:

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -64,6 +65,60 @@ Duration = Annotated[
 ]
 
 
+def _description(value: str) -> str:
+    text = value.strip()
+    if not text:
+        raise ValueError("must not be blank (leave the field out instead)")
+    return text
+
+
+OWNER_PATTERN = re.compile(r"[a-z0-9][a-z0-9._+-]*@[a-z0-9-]+(\.[a-z0-9-]+)+|[a-z][a-z0-9_-]*")
+TAG_PATTERN = re.compile(r"[a-z][a-z0-9_-]*")
+
+
+def _owner(value: str) -> str:
+    if len(value) > 100 or not OWNER_PATTERN.fullmatch(value):
+        raise ValueError(
+            "expected a team name (lower-case letters, digits, '-' or '_', e.g. 'fraud-ml') or a"
+            f" lower-case e-mail address, got {value!r}"
+        )
+    return value
+
+
+def _tag(value: str) -> str:
+    if len(value) > 40 or not TAG_PATTERN.fullmatch(value):
+        raise ValueError(
+            "expected a lower-case tag (a letter, then letters, digits, '-' or '_'; at most 40"
+            f" characters), got {value!r}"
+        )
+    return value
+
+
+def _tag_list(value: object) -> object:
+    if isinstance(value, str):
+        raise ValueError(f"expected a list of tags, e.g. [{value}], got a string")
+    return value
+
+
+def _distinct(values: tuple[str, ...]) -> tuple[str, ...]:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"tag {value!r} is listed twice")
+        seen.add(value)
+    return values
+
+
+Description = Annotated[str, AfterValidator(_description)]
+"""Free text for the catalog (docs/catalog.md); not part of any feature's meaning."""
+Owner = Annotated[str, AfterValidator(_owner)]
+"""A team name such as ``fraud-ml`` or an e-mail address; features inherit their view's."""
+Tags = Annotated[
+    tuple[Annotated[str, AfterValidator(_tag)], ...], BeforeValidator(_tag_list), AfterValidator(_distinct)
+]
+"""Lower-case labels for search in the catalog, each listed once."""
+
+
 class Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
 
@@ -71,7 +126,9 @@ class Spec(BaseModel):
 class Entity(Spec):
     name: Name
     join_keys: dict[Name, KeyType] = Field(min_length=1)
-    description: str | None = None
+    description: Description | None = None
+    owner: Owner | None = None
+    tags: Tags = ()
 
 
 class Source(Spec):
@@ -86,7 +143,9 @@ class Source(Spec):
     """A column holding the event's UTC date (``yyyy-MM-dd``) that the source is partitioned by."""
     columns: dict[str, ColumnType] | None = None
     """Declared column types; enables compile-time type checks of aggregation functions."""
-    description: str | None = None
+    description: Description | None = None
+    owner: Owner | None = None
+    tags: Tags = ()
 
 
 AggFunction = Literal["count", "sum", "avg", "min", "max", "stddev", "last", "approx_count_distinct"]
@@ -102,7 +161,9 @@ class AggregationFeature(Spec):
     column: str | None = None
     window: Duration
     dtype: DType | None = None
-    description: str | None = None
+    description: Description | None = None
+    owner: Owner | None = None
+    tags: Tags = ()
 
 
 class SnapshotFeature(Spec):
@@ -110,7 +171,9 @@ class SnapshotFeature(Spec):
     dtype: DType
     column: str | None = None
     """Source column holding the value; defaults to ``name``."""
-    description: str | None = None
+    description: Description | None = None
+    owner: Owner | None = None
+    tags: Tags = ()
 
 
 class Expectation(Spec):
@@ -153,8 +216,9 @@ class _ViewBase(Spec):
     expectations: tuple[Expectation, ...] = ()
     freshness: Duration | None = None
     """SLA: now minus the latest committed (offline) or materialized (online) boundary must not exceed it."""
-    description: str | None = None
-    owner: str | None = None
+    description: Description | None = None
+    owner: Owner | None = None
+    tags: Tags = ()
 
 
 class AggregationView(_ViewBase):
@@ -192,7 +256,9 @@ class Service(Spec):
     name: Name
     features: tuple[FeatureRefText, ...] = Field(min_length=1)
     """``view:feature`` references."""
-    description: str | None = None
+    description: Description | None = None
+    owner: Owner | None = None
+    tags: Tags = ()
 
 
 REQUEST_TS = "request_ts"
