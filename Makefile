@@ -10,7 +10,7 @@ export TZ := UTC
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYTHONHASHSEED := 0
 
-.PHONY: help install redis-server postgresql airflow lint typecheck test test-unit demo bench lock clean
+.PHONY: help install redis-server chromium postgresql airflow lint typecheck test test-unit demo bench lock clean
 
 help:
 	@echo "make demo   - run the whole pipeline end to end on embedded defaults"
@@ -34,6 +34,14 @@ redis-server:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 	@command -v redis-server >/dev/null
 
+# The catalog site test (tests/spark/test_catalog_site.py) drives Debian's chromium through
+# Playwright (Playwright's own browser download is not reachable); install it when missing.
+chromium:
+	@[ -x /usr/bin/chromium ] || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@[ -x /usr/bin/chromium ]
+
 # The Airflow stack (`make airflow`, tests/stack) runs a private PostgreSQL cluster from Debian's
 # server binaries; install them when missing (the package's own cluster is not used).
 PG_BIN := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
@@ -50,7 +58,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install redis-server postgresql lint typecheck
+test: install redis-server chromium postgresql lint typecheck
 	$(BIN)/pytest
 
 test-unit: install

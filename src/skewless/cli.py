@@ -535,6 +535,22 @@ def check_skew_command(context: Context, view: str, sample: int, seed: int) -> i
     return 0 if report.ok else 1
 
 
+@cli.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write the site to.")
+@click.option("--defs", type=click.Path(), default=None, help="Feature definitions (for the YAML shown).")
+@pass_context
+def docs(context: Context, out: str, defs: str | None) -> int:
+    """Build the static catalog site of the deployed registry (opens from file://, no server)."""
+    from skewless.catalog_site.gather import build_site
+
+    result = build_site(context.settings, _registry(context), Path(out), defs=_defs(context, defs))
+    for problem in result.problems:
+        click.echo(f"warning: {problem}", err=True)
+    where = result.index.resolve().as_uri()
+    click.echo(f"wrote {result.pages} pages and {result.reports} validation reports; open {where}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: the one place that turns errors into messages and exit codes.
 
