@@ -3,8 +3,9 @@
 Generates a few weeks of card transactions and nightly customer-statistics exports (dated up to
 yesterday, so online TTLs are live), then: validate -> plan -> apply -> backfill -> materialize ->
 the nightly Airflow DAG for yesterday (``dag.test()``) -> a training set for ``fraud_model_v1`` ->
-online reads -> a skew check. Everything lives under ``.skewless/demo/``; a private redis-server
-is started on a free port and stopped at the end.
+online reads -> a skew check -> the catalog site (``skewless docs``; its address is the last line
+printed). Everything lives under ``.skewless/demo/``; a private redis-server is started on a free
+port and stopped at the end.
 """
 
 from __future__ import annotations
@@ -279,6 +280,14 @@ def main() -> int:
 
         spark.stop()
 
+        from skewless.catalog_site.gather import build_site
+
+        with step("catalog site (skewless docs): search, lineage, plots over time"):
+            site = build_site(settings, manifest, DEMO / "site", defs=Path(settings.defs))
+            for problem in site.problems:
+                print(f"    warning: {problem}")
+            print(f"    {site.pages} pages, {site.reports} validation reports")
+
     print(
         f"""
 Summary
@@ -290,6 +299,7 @@ Summary
   airflow logs:    {AIRFLOW_HOME / "logs"}
   try:             .venv/bin/skewless --conf {conf} plan
   skew:            {"none" if mismatches == 0 else f"{mismatches} MISMATCHES"}
+  catalog site:    {site.index.resolve().as_uri()}  (open it in a browser; no server needed)
 """
     )
     return 0 if mismatches == 0 else 1
