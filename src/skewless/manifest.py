@@ -40,6 +40,23 @@ CATALOG_FIELDS = frozenset({"description", "owner", "tags"})
 ``meaning_hash``; left out of the JSON while unset, so that registries without them keep their hashes."""
 
 
+DTypeName = Literal[
+    "int64",
+    "int32",
+    "float64",
+    "float32",
+    "string",
+    "bool",
+    "timestamp",
+    "date",
+    "array<float32>",
+    "array<float64>",
+    "array<int64>",
+    "array<string>",
+]
+"""A feature's dtype (the table is skewless.semantics.DTYPES)."""
+
+
 class JoinKey(Frozen):
     name: str
     dtype: Literal["string", "int64"]
@@ -63,18 +80,24 @@ class SourceSpec(Frozen):
 
 class FeatureSpec(Frozen):
     name: str
-    dtype: Literal["int64", "float64", "string", "bool"]
+    dtype: DTypeName
     column: str | None = None
     function: str | None = None
     """Aggregation function; None for snapshot features."""
     window_days: int | None = None
+    length: int | None = None
+    """Array features: the declared length of every non-null value (checked when rows are written)."""
+    k: int | None = None
+    """last_k, top_k, top_k_counts: how many values."""
+    percentiles: tuple[float, ...] | None = None
+    """approx_percentile: the levels; one level gives a float64, several an array<float64>."""
     meaning_hash: str
     """Hash of everything that decides this feature's values; a change needs a version bump."""
     description: str | None = None
     owner: str | None = None
     tags: tuple[str, ...] | None = None
 
-    omit_when_none: ClassVar[frozenset[str]] = CATALOG_FIELDS
+    omit_when_none: ClassVar[frozenset[str]] = frozenset({"length", "k", "percentiles"}) | CATALOG_FIELDS
 
 
 class ExpectationSpec(Frozen):

@@ -226,34 +226,81 @@ class DType:
     spark: str
     """Spark SQL name (``DataType.simpleString()``, usable in ``cast``)."""
     spark_class: str
-    """Class in ``pyspark.sql.types``."""
+    """Class in ``pyspark.sql.types`` (``ArrayType`` for arrays: see :attr:`element`)."""
     arrow: str
     """pyarrow type (:func:`arrow_type`; timestamps are microseconds in UTC)."""
+    element: str | None = None
+    """The element dtype of an array dtype (``array<float32>`` -> ``float32``)."""
+
+
+_SCALARS = (
+    DType("int64", int, "bigint", "LongType", "int64"),
+    DType("int32", int, "int", "IntegerType", "int32"),
+    DType("float64", float, "double", "DoubleType", "float64"),
+    DType("float32", float, "float", "FloatType", "float32"),
+    DType("string", str, "string", "StringType", "string"),
+    DType("bool", bool, "boolean", "BooleanType", "bool"),
+    DType("timestamp", datetime, "timestamp", "TimestampType", "timestamp[us, tz=UTC]"),
+    DType("date", date, "date", "DateType", "date32"),
+)
+ARRAY_ELEMENTS = ("float32", "float64", "int64", "string")
+"""Element dtypes of the array dtypes (embeddings and lists)."""
+
+
+def _array(element: DType) -> DType:
+    return DType(
+        f"array<{element.name}>",
+        list,
+        f"array<{element.spark}>",
+        "ArrayType",
+        f"list<{element.arrow}>",
+        element.name,
+    )
 
 
 DTYPES: dict[str, DType] = {
-    d.name: d
-    for d in (
-        DType("int64", int, "bigint", "LongType", "int64"),
-        DType("float64", float, "double", "DoubleType", "float64"),
-        DType("string", str, "string", "StringType", "string"),
-        DType("bool", bool, "boolean", "BooleanType", "bool"),
-        DType("timestamp", datetime, "timestamp", "TimestampType", "timestamp[us, tz=UTC]"),
-        DType("date", date, "date", "DateType", "date32"),
-    )
+    d.name: d for d in (*_SCALARS, *(_array(s) for e in ARRAY_ELEMENTS for s in _SCALARS if s.name == e))
 }
-"""Feature values are int64, float64, string or bool; join keys string or int64; source columns
-may also be declared timestamp or date."""
-FEATURE_DTYPES = ("int64", "float64", "string", "bool")
+"""Every dtype a feature can have (docs/semantics.md, Types); join keys are string or int64."""
+FEATURE_DTYPES = tuple(DTYPES)
 KEY_DTYPES = ("string", "int64")
-NUMERIC_DTYPES = frozenset({"int64", "float64"})
-_WIDENS_TO: dict[str, frozenset[str]] = {"float64": frozenset({"int64"})}
-"""Exact widenings: an int64 column may feed a float64 value (docs/inputs.md, Column types)."""
+ARRAY_DTYPES = frozenset(name for name, d in DTYPES.items() if d.element is not None)
+NUMERIC_DTYPES = frozenset({"int64", "int32", "float64", "float32"})
+_WIDENS_TO: dict[str, frozenset[str]] = {
+    "int64": frozenset({"int32"}),
+    "float64": frozenset({"int64", "int32", "float32"}),
+}
+"""Exact widenings: an int64 column may feed a float64 value (docs/inputs.md, Column types); a
+narrow int32 or float32 column feeds its wide type. Never the other way: a float64 column does
+not feed a float32 feature (rounding would change values)."""
+
+
+def array_of(element: str) -> str:
+    """The array dtype of ``element`` values (``float32`` -> ``array<float32>``)."""
+    name = f"array<{element}>"
+    if name not in DTYPES:
+        raise ValueError(f"no array dtype of {element} (arrays hold {', '.join(ARRAY_ELEMENTS)})")
+    return name
+
+
+def element_dtype(dtype: str) -> str | None:
+    """The element dtype of an array dtype, None for a scalar."""
+    found = DTYPES.get(dtype)
+    return found.element if found is not None else None
 
 
 def can_feed(column_dtype: str, wanted: str) -> bool:
     """A column of ``column_dtype`` may supply values of dtype ``wanted`` without losing meaning."""
     return column_dtype == wanted or column_dtype in _WIDENS_TO.get(wanted, frozenset())
+
+
+def widened(dtype: str) -> str:
+    """``int32`` -> ``int64``, ``float32`` -> ``float64``; other dtypes unchanged.
+
+    Aggregations that keep their column's type (sum, min, max, last) compute in the wide type,
+    as sources were always read (docs/inputs.md): a narrow column does not change their dtype.
+    """
+    return {"int32": "int64", "float32": "float64"}.get(dtype, dtype)
 
 
 def dtype_of_spark(simple_string: str) -> str | None:
@@ -264,15 +311,21 @@ def dtype_of_spark(simple_string: str) -> str | None:
 def spark_type(dtype: str) -> DataType:
     from pyspark.sql import types as T
 
-    return getattr(T, DTYPES[dtype].spark_class)()  # type: ignore[no-any-return]
+    found = DTYPES[dtype]
+    if found.element is not None:
+        return T.ArrayType(spark_type(found.element), True)
+    return getattr(T, found.spark_class)()  # type: ignore[no-any-return]
 
 
 def arrow_type(dtype: str) -> pa.DataType:
     import pyarrow as pa
 
+    found = DTYPES[dtype]
+    if found.element is not None:
+        return pa.list_(arrow_type(found.element))
     if dtype == "timestamp":
         return pa.timestamp("us", tz="UTC")
-    return pa.type_for_alias(DTYPES[dtype].arrow)
+    return pa.type_for_alias(found.arrow)
 
 
 # --- The same rules as Spark Columns --------------------------------------------------------

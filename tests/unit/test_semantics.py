@@ -174,20 +174,38 @@ def test_dtype_table() -> None:
     assert set(semantics.KEY_DTYPES) <= set(semantics.DTYPES)
     assert {d: semantics.DTYPES[d].python for d in semantics.FEATURE_DTYPES} == {
         "int64": int,
+        "int32": int,
         "float64": float,
+        "float32": float,
         "string": str,
         "bool": bool,
+        "timestamp": datetime,
+        "date": date,
+        "array<float32>": list,
+        "array<float64>": list,
+        "array<int64>": list,
+        "array<string>": list,
     }
     assert [semantics.arrow_type(d) for d in semantics.DTYPES] == [
         pa.int64(),
+        pa.int32(),
         pa.float64(),
+        pa.float32(),
         pa.string(),
         pa.bool_(),
         pa.timestamp("us", tz="UTC"),
         pa.date32(),
+        pa.list_(pa.float32()),
+        pa.list_(pa.float64()),
+        pa.list_(pa.int64()),
+        pa.list_(pa.string()),
     ]
     for name, dtype in semantics.DTYPES.items():
         assert semantics.spark_type(name).simpleString() == dtype.spark
+        assert semantics.dtype_of_spark(dtype.spark) == name
+    assert semantics.element_dtype("array<float32>") == "float32"
+    assert semantics.element_dtype("float32") is None
+    assert semantics.array_of("string") == "array<string>"
 
 
 def test_semantics_imports_without_spark() -> None:
@@ -207,10 +225,12 @@ def test_one_widening_rule_for_compile_and_read() -> None:
     assert semantics.can_feed("string", "string")
     assert not semantics.can_feed("float64", "int64")
     assert not semantics.can_feed("int64", "string")
+    assert semantics.can_feed("float32", "float64") and semantics.can_feed("int32", "int64")
+    assert not semantics.can_feed("float64", "float32") and not semantics.can_feed("int64", "int32")
     assert [semantics.dtype_of_spark(t) for t in ("bigint", "double", "boolean", "int", "decimal(20,0)")] == [
         "int64",
         "float64",
         "bool",
-        None,
+        "int32",
         None,
     ]

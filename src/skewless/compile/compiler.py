@@ -36,6 +36,7 @@ from skewless.spec.functions import FunctionSource, find_function
 from skewless.spec.loader import Located, duplicate_name_problem, load_tree
 from skewless.spec.models import (
     NEEDS_COLUMN,
+    NEEDS_K,
     NEEDS_NUMERIC,
     NUMERIC_DTYPES,
     REQUEST_TS,
@@ -295,7 +296,7 @@ class _Compiler:
                         else _absent_message(key.name, source.name, self.read_columns.get(source.name))
                     )
                     self.problems.append(item.problem(("entity",), f"join key {key.name!r} {where}"))
-                elif declared != key.dtype:
+                elif not semantics.can_feed(declared, key.dtype):
                     self.problems.append(
                         item.problem(
                             ("entity",),
@@ -448,6 +449,7 @@ class _Compiler:
                 )
         elif (
             feature.function in NEEDS_NUMERIC
+            and feature.function != "approx_percentile"
             and feature.dtype is not None
             and _aggregation_dtype(feature.function, feature.dtype) not in NUMERIC_DTYPES
         ):
@@ -457,7 +459,12 @@ class _Compiler:
                     f"{feature.function!r} needs a numeric column, but dtype is {feature.dtype}",
                 )
             )
-        dtype = _aggregation_dtype(feature.function, column_dtype or feature.dtype)
+        self._list_parameters(item, path, feature, column_dtype)
+        percentiles = _percentile_levels(feature.percentile)
+        source_dtype = column_dtype or feature.dtype
+        if column_dtype is None and feature.dtype is not None and feature.function in LIST_OF_VALUES:
+            source_dtype = semantics.element_dtype(feature.dtype)  # last_k/top_k: dtype is the array
+        dtype = _aggregation_dtype(feature.function, source_dtype, isinstance(feature.percentile, tuple))
         if dtype is None and (source is None or len(self.problems) > before):
             # the source or the column is already reported; do not echo it as an unknown type
             return None
@@ -479,22 +486,81 @@ class _Compiler:
         if len(self.problems) > before or dtype is None:
             return None
         window_days = int(feature.window / ONE_DAY)
-        meaning = {
+        meaning: dict[str, object] = {
             **self._meaning_base(view, entity, source),
             "function": feature.function,
             "column": feature.column,
             "window_days": window_days,
             "dtype": dtype,
         }
+        if feature.k is not None:
+            meaning["k"] = feature.k
+        if percentiles is not None:
+            meaning["percentiles"] = list(percentiles)
         return FeatureSpec(
             name=feature.name,
             dtype=dtype,
             column=feature.column,
             function=feature.function,
             window_days=window_days,
+            k=feature.k,
+            percentiles=percentiles,
             meaning_hash=sha256_of(meaning),
             **catalog_fields(feature),
         )
+
+    def _list_parameters(
+        self,
+        item: Located,
+        path: tuple[str | int, ...],
+        feature: AggregationFeature,
+        column_dtype: str | None,
+    ) -> None:
+        """``k`` and ``percentile`` where the function takes them, in range; list element types."""
+        function = feature.function
+        if function in NEEDS_K and feature.k is None:
+            self.problems.append(item.problem((*path, "k"), f"function {function!r} needs k, e.g. k: 5"))
+        elif function not in NEEDS_K and feature.k is not None:
+            self.problems.append(
+                item.problem((*path, "k"), f"only {', '.join(sorted(NEEDS_K))} take k, not {function!r}")
+            )
+        elif feature.k is not None and not 1 <= feature.k <= MAX_K:
+            self.problems.append(
+                item.problem((*path, "k"), f"must be between 1 and {MAX_K}, got {feature.k}")
+            )
+        if function == "approx_percentile" and feature.percentile is None:
+            self.problems.append(
+                item.problem(
+                    (*path, "percentile"), "approx_percentile needs percentile, e.g. 0.9 or [0.5, 0.9]"
+                )
+            )
+        elif function != "approx_percentile" and feature.percentile is not None:
+            self.problems.append(
+                item.problem(
+                    (*path, "percentile"), f"only approx_percentile takes percentile, not {function!r}"
+                )
+            )
+        elif feature.percentile is not None:
+            levels = _percentile_levels(feature.percentile) or ()
+            if not levels:
+                self.problems.append(item.problem((*path, "percentile"), "give at least one level"))
+            for level in levels:
+                if not 0.0 <= level <= 1.0:
+                    self.problems.append(
+                        item.problem((*path, "percentile"), f"levels are between 0 and 1, got {level:g}")
+                    )
+            if len(set(levels)) != len(levels):
+                self.problems.append(item.problem((*path, "percentile"), "a level is listed twice"))
+        if function in LIST_OF_VALUES and column_dtype is not None:
+            allowed = TOP_K_ELEMENTS if function != "last_k" else LAST_K_ELEMENTS
+            if column_dtype not in allowed:
+                self.problems.append(
+                    item.problem(
+                        (*path, "function"),
+                        f"{function!r} needs a column of type {', '.join(sorted(allowed))}, but "
+                        f"{feature.column!r} is {column_dtype}",
+                    )
+                )
 
     def _snapshot_feature(
         self,
@@ -522,15 +588,32 @@ class _Compiler:
                     )
                 )
                 return None
-        meaning = {
+        if feature.length is not None and feature.dtype not in semantics.ARRAY_DTYPES:
+            self.problems.append(
+                item.problem(
+                    ("features", index, "length"), f"only array features have a length, not {feature.dtype}"
+                )
+            )
+            return None
+        if feature.length is not None and not 1 <= feature.length <= MAX_LENGTH:
+            self.problems.append(
+                item.problem(
+                    ("features", index, "length"), f"must be between 1 and {MAX_LENGTH}, got {feature.length}"
+                )
+            )
+            return None
+        meaning: dict[str, object] = {
             **self._meaning_base(view, entity, source),
             "column": column,
             "dtype": feature.dtype,
         }
+        if feature.length is not None:
+            meaning["length"] = feature.length
         return FeatureSpec(
             name=feature.name,
             dtype=feature.dtype,
             column=column,
+            length=feature.length,
             meaning_hash=sha256_of(meaning),
             **catalog_fields(feature),
         )
@@ -671,6 +754,22 @@ class _Compiler:
         return ServiceSpec(name=service.name, features=tuple(refs), **catalog_fields(service))
 
 
+MAX_K = 1000
+"""Upper bound of ``k`` (last_k, top_k): a list feature is a value online, not a table."""
+MAX_LENGTH = 65_536
+"""Upper bound of an array feature's declared ``length``."""
+LIST_OF_VALUES = frozenset({"last_k", "top_k"})
+"""Functions whose dtype is an array of their column's (widened) type."""
+LAST_K_ELEMENTS = frozenset({"int64", "int32", "float64", "float32", "string"})
+TOP_K_ELEMENTS = frozenset({"int64", "int32", "string"})
+
+
+def _percentile_levels(value: float | tuple[float, ...] | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    return tuple(float(v) for v in value) if isinstance(value, tuple) else (float(value),)
+
+
 def catalog_fields(
     obj: Entity | Source | AggregationView | SnapshotView | AggregationFeature | SnapshotFeature | Service,
 ) -> dict[str, Any]:
@@ -679,13 +778,27 @@ def catalog_fields(
     return {"description": obj.description, "owner": obj.owner, "tags": obj.tags or None}
 
 
-def _aggregation_dtype(function: str, column_dtype: str | None) -> str | None:
-    """Output type of an aggregation function given its input column's type."""
+def _aggregation_dtype(function: str, column_dtype: str | None, percentile_list: bool = False) -> str | None:
+    """Output type of an aggregation function given its input column's type (docs/feature-definitions.md).
+
+    Functions that keep the column's type compute in its wide type (:func:`skewless.semantics.widened`).
+    """
     if function in ("count", "approx_count_distinct"):
         return "int64"
     if function in ("avg", "stddev"):
         return "float64"
-    return column_dtype  # sum, min, max, last keep the column's type
+    if function in ("first_seen", "last_seen"):
+        return "timestamp"
+    if function == "top_k_counts":
+        return "array<int64>"
+    if function == "approx_percentile":
+        return "array<float64>" if percentile_list else "float64"
+    if column_dtype is None:
+        return None
+    wide = semantics.widened(column_dtype)
+    if function in LIST_OF_VALUES:
+        return semantics.array_of(wide) if wide in semantics.ARRAY_ELEMENTS else None
+    return wide  # sum, min, max, last keep the column's type
 
 
 def _absent_message(column: str, source: str, read: SourceColumns | None) -> str:

@@ -30,10 +30,24 @@ Name = Annotated[
 """Lower-case identifier; used in table paths, Redis keys and column names."""
 
 KeyType = Literal["string", "int64"]
-DType = Literal["int64", "float64", "string", "bool"]
-ColumnType = Literal["int64", "float64", "string", "bool", "timestamp", "date"]
-"""Types a source may declare for its columns (timestamps and dates are not feature values)."""
-NUMERIC_DTYPES: frozenset[str] = frozenset({"int64", "float64"})
+DType = Literal[
+    "int64",
+    "int32",
+    "float64",
+    "float32",
+    "string",
+    "bool",
+    "timestamp",
+    "date",
+    "array<float32>",
+    "array<float64>",
+    "array<int64>",
+    "array<string>",
+]
+"""Feature dtypes: the table is skewless.semantics.DTYPES (docs/semantics.md, Types)."""
+ColumnType = DType
+"""Types a source may declare for its columns: the same as features'."""
+NUMERIC_DTYPES: frozenset[str] = frozenset({"int64", "int32", "float64", "float32"})
 
 _DURATION = re.compile(r"^([0-9]+)([mhd])$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
@@ -148,11 +162,40 @@ class Source(Spec):
     tags: Tags = ()
 
 
-AggFunction = Literal["count", "sum", "avg", "min", "max", "stddev", "last", "approx_count_distinct"]
+AggFunction = Literal[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "stddev",
+    "last",
+    "approx_count_distinct",
+    "approx_percentile",
+    "last_k",
+    "first_seen",
+    "last_seen",
+    "top_k",
+    "top_k_counts",
+]
 NEEDS_COLUMN: frozenset[str] = frozenset(
-    {"sum", "avg", "min", "max", "stddev", "last", "approx_count_distinct"}
+    {
+        "sum",
+        "avg",
+        "min",
+        "max",
+        "stddev",
+        "last",
+        "approx_count_distinct",
+        "approx_percentile",
+        "last_k",
+        "top_k",
+        "top_k_counts",
+    }
 )
-NEEDS_NUMERIC: frozenset[str] = frozenset({"sum", "avg", "min", "max", "stddev", "last"})
+NEEDS_NUMERIC: frozenset[str] = frozenset({"sum", "avg", "min", "max", "stddev", "last", "approx_percentile"})
+NEEDS_K: frozenset[str] = frozenset({"last_k", "top_k", "top_k_counts"})
+"""Functions that take ``k`` (docs/feature-definitions.md)."""
 
 
 class AggregationFeature(Spec):
@@ -161,6 +204,10 @@ class AggregationFeature(Spec):
     column: str | None = None
     window: Duration
     dtype: DType | None = None
+    k: int | None = None
+    """last_k, top_k, top_k_counts: how many values (checked by the compiler)."""
+    percentile: float | tuple[float, ...] | None = None
+    """approx_percentile: one level in [0, 1] (a float64 feature) or a list (array<float64>)."""
     description: Description | None = None
     owner: Owner | None = None
     tags: Tags = ()
@@ -171,6 +218,8 @@ class SnapshotFeature(Spec):
     dtype: DType
     column: str | None = None
     """Source column holding the value; defaults to ``name``."""
+    length: int | None = None
+    """Array features: the declared length every non-null value must have (e.g. an embedding)."""
     description: Description | None = None
     owner: Owner | None = None
     tags: Tags = ()
