@@ -10,7 +10,9 @@ refused with :class:`~skewless.errors.OnlineTimeRefused` rather than answered nu
 
 Columns are named like the training join's: ``<feature>``, or ``<view>__<feature>`` for a
 feature name requested from two views. Types are the manifest's dtypes: int64 -> int,
-float64 -> float (NaN, infinities and -0.0 included), string -> str, bool -> bool, null -> None.
+float64 -> float (NaN, infinities and -0.0 included), string -> str, bool -> bool, null -> None;
+int32 -> int, float32 -> float (the float32 value exactly), timestamp -> UTC datetime, date -> date,
+array<...> -> list.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from skewless.online.encoding import (
     INT64_MAX,
     INT64_MIN,
     ViewCodec,
+    decoder_of,
     entity_key_part,
     escape_key_part,
     layout_key,
@@ -73,8 +76,18 @@ class _ViewRead:
 
     @cached_property
     def getter(self) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
-        """Picks the requested values out of a decoded value list, as a tuple."""
+        """Picks the requested values out of a decoded value list, as a tuple.
+
+        Timestamps and dates are converted to ``datetime`` (UTC) and ``date``
+        (:func:`skewless.online.encoding.decoder_of`); every other dtype is already its Python type.
+        """
         indices = [FEATURES_AT + index for _, index in self.pairs]
+        decoders = [decoder_of(self.codec.features[index][1]) for _, index in self.pairs]
+        if any(decoders):
+            pairs = list(zip(indices, decoders, strict=True))
+            return lambda values: tuple(
+                v if d is None else d(v) for v, d in ((values[i], d) for i, d in pairs)
+            )
         if len(indices) == 1:
             only = indices[0]
             return lambda values: (values[only],)

@@ -11,8 +11,10 @@ byte by byte. In short:
   whose first fields have a fixed width and so fixed byte offsets (array16 header, int64
   timestamps in microseconds since the Unix epoch, UTC, an 8-byte bin layout id): one
   ``unpackb`` decodes a value, and the write script reads the stamps at known offsets. Features
-  are in layout order (int64 -> int, float64 -> float64, string -> str, bool -> bool,
-  null -> nil). Format 2 (tombstone) is ``[2, feature_ts, created_ts]``: the entity dropped out
+  are in layout order (int64/int32 -> int, float64 -> float 64, float32 -> float 32, string ->
+  str, bool -> bool, timestamp -> the MessagePack timestamp extension (type -1, exact to the
+  microsecond), date -> int days since 1970-01-01, array -> array of its elements, null -> nil).
+  Format 2 (tombstone) is ``[2, feature_ts, created_ts]``: the entity dropped out
   and reads as absent, but the stamp still stops a late backfill of an older ``ds`` from
   bringing its value back.
 * **Layout** document, written once per materialization at ``sk-layout:<view>:<version>:<id hex>``:
@@ -27,6 +29,7 @@ import hashlib
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
@@ -58,6 +61,53 @@ _UNESCAPES = {"%25": "%", "%3A": ":", "%7B": "{", "%7D": "}"}
 # One reusable packer: about 1 us less per value than msgpack.packb. It never releases the GIL
 # (no ``default`` hook), so calls from several threads do not interleave.
 pack_payload = msgpack.Packer(use_bin_type=True, use_single_float=False, autoreset=True).pack
+pack_single = msgpack.Packer(use_bin_type=True, use_single_float=True, autoreset=True).pack
+"""Packs floats as MessagePack float 32: float32 and array<float32> features (exact for their values)."""
+SINGLE_FLOAT_DTYPES = frozenset({"float32", "array<float32>"})
+CONVERTED_DTYPES = frozenset({"timestamp", "date"})
+"""Dtypes whose values are converted before packing and after unpacking (see :func:`encoder_of`)."""
+
+
+def _timestamp_value(value: Any) -> Any:
+    """A timestamp feature (a datetime, or microseconds since the epoch) as a MessagePack Timestamp."""
+    if value is None:
+        return None
+    micros = semantics.to_micros(value) if isinstance(value, datetime) else int(value)
+    seconds, remainder = divmod(micros, semantics.SECOND_US)
+    return msgpack.Timestamp(seconds, remainder * 1000)
+
+
+def _date_value(value: Any) -> Any:
+    """A date feature (a date, or days since 1970-01-01) as its day number."""
+    if value is None or type(value) is int:
+        return value
+    if isinstance(value, datetime):
+        raise TypeError(f"a date feature got a datetime: {value!r}")
+    assert isinstance(value, date)  # the view's rows hold dates here, never user input
+    return semantics.day_number(value)
+
+
+def encoder_of(dtype: str) -> Callable[[Any], Any] | None:
+    """Converts a feature value to what is packed (None: packed as it is)."""
+    return {"timestamp": _timestamp_value, "date": _date_value}.get(dtype)
+
+
+def _timestamp_of(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, msgpack.Timestamp):
+        raise TypeError(f"expected a MessagePack timestamp, got {type(value).__name__}")
+    return semantics.from_micros(value.seconds * semantics.SECOND_US + value.nanoseconds // 1000)
+
+
+def _date_of(value: Any) -> Any:
+    return None if value is None else semantics.from_day_number(value)
+
+
+def decoder_of(dtype: str) -> Callable[[Any], Any] | None:
+    """Converts an unpacked value to the feature's Python type (None: already is): a timestamp to
+    a UTC datetime, a date number to a date."""
+    return {"timestamp": _timestamp_of, "date": _date_of}.get(dtype)
 
 
 def escape_key_part(value: str) -> str:
@@ -188,6 +238,7 @@ class ViewCodec:
         # is dropped since the value's array16 header counts them.
         skip = 1 if count <= 15 else 3
         total = count + FEATURES_AT
+        dtypes = [dtype for _, dtype in self.features]
 
         def encode(feature_ts_us: int, created_ts_us: int, values: Sequence[Any]) -> bytes:
             header = pack_header(
@@ -195,7 +246,22 @@ class ViewCodec:
             )
             return header + pack(values)[skip:]  # type: ignore[no-any-return]
 
-        return encode
+        if not any(d in SINGLE_FLOAT_DTYPES or d in CONVERTED_DTYPES for d in dtypes):
+            return encode
+        # Some features need another packer (float 32) or a conversion: pack feature by feature.
+        packers = [pack_single if d in SINGLE_FLOAT_DTYPES else pack for d in dtypes]
+        converters = [encoder_of(d) for d in dtypes]
+
+        def encode_each(feature_ts_us: int, created_ts_us: int, values: Sequence[Any]) -> bytes:
+            header = pack_header(
+                _ARRAY16, total, FORMAT_VALUES, _INT64, feature_ts_us, _INT64, created_ts_us, _BIN8, 8, layout
+            )
+            parts = [header]
+            for value, packer, convert in zip(values, packers, converters, strict=True):
+                parts.append(packer(value if convert is None else convert(value)))
+            return b"".join(parts)
+
+        return encode_each
 
     @staticmethod
     def tombstone(feature_ts_us: int, created_ts_us: int) -> bytes:

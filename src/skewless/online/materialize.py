@@ -29,7 +29,7 @@ from skewless.online.store import DEFAULT_BATCH_SIZE, DEFAULT_PIPELINE_DEPTH, Re
 from skewless.runtime.settings import Settings
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -195,12 +195,24 @@ def _publishable_rows(frame: DataFrame, view: ViewSpec, now: datetime) -> DataFr
         *view.key_names,
         feature_ts.alias("_feature_ts_us"),
         F.coalesce(F.unix_micros(F.col("created_ts")), F.lit(MIN_TIMESTAMP_US)).alias("_created_ts_us"),
-        *view.feature_names,
+        *[_publishable_value(f.name, f.dtype) for f in view.features],
     )
     condition = F.col("_feature_ts_us").isNotNull() & (F.col("_feature_ts_us") >= F.lit(oldest))
     for key in view.key_names:  # a row without its keys addresses no entity (validation rejects them)
         condition = condition & F.col(key).isNotNull()
     return selected.where(condition)
+
+
+def _publishable_value(name: str, dtype: str) -> Column:
+    """A feature as the writer encodes it: timestamps as microseconds and dates as day numbers
+    (exact, and independent of the Python workers' time zone); other dtypes as they are."""
+    from pyspark.sql import functions as F
+
+    if dtype == "timestamp":
+        return F.unix_micros(F.col(name)).alias(name)
+    if dtype == "date":
+        return F.unix_date(F.col(name)).alias(name)
+    return F.col(name)
 
 
 def _job_failure(exc: Exception, view: ViewSpec, start: date, end: date) -> SkewlessError:

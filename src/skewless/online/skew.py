@@ -51,7 +51,14 @@ class SkewReport:
 
 
 def same_value(left: Any, right: Any) -> bool:
-    """Exact equality, float bits included (NaN equals NaN, 0.0 differs from -0.0)."""
+    """Exact equality, float bits included (NaN equals NaN, 0.0 differs from -0.0).
+
+    Timestamps compare as instants (a naive datetime is UTC), arrays element by element.
+    """
+    if isinstance(left, datetime) and isinstance(right, datetime):
+        return semantics.to_micros(left) == semantics.to_micros(right)
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(map(same_value, left, right))
     if isinstance(left, float) and isinstance(right, float):
         if math.isnan(left) and math.isnan(right):
             return True
