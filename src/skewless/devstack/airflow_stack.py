@@ -268,7 +268,9 @@ class AirflowStack:
     def environment(self) -> dict[str, str]:
         """The environment of every Airflow process (and of ``airflow`` commands run by hand)."""
         venv_bin = str(Path(sys.executable).parent)
-        env = {**os.environ, **self.skewless_env}
+        # The caller's own Airflow settings (a test session's AIRFLOW_HOME, say) do not leak in.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        env = {**inherited, **self.skewless_env}
         env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
         env.setdefault("PYSPARK_PYTHON", sys.executable)
         env.update(
@@ -475,15 +477,26 @@ class AirflowStack:
         self.close()
 
 
+def live_members(group: int) -> list[int]:
+    """Processes of process group ``group`` that still run (zombies awaiting a reaper excluded)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its ')'.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
 def _wait_group_gone(group: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
+    while live_members(group):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)
+    return True
