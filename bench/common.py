@@ -106,3 +106,37 @@ def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     started = time.perf_counter()
     value = fn(*args, **kwargs)
     return value, time.perf_counter() - started
+
+
+def run_process(
+    command: list[str], *, env: dict[str, str] | None = None, timeout: float = 7200
+) -> dict[str, Any]:
+    """Run ``command`` as users run it (a whole process); its wall time and the tree's peak memory.
+
+    Returns ``seconds``, ``peak_rss_mb``, ``started_epoch`` (wall clock at start, to place the
+    process's own log lines on the same clock), ``stdout`` and ``stderr``.
+    """
+    environment = {**os.environ, "TZ": "UTC", "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": str(REPO)}
+    environment.update(env or {})
+    started_epoch = time.time()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    with PeakSampler(process.pid) as sampler:
+        stdout, stderr = process.communicate(timeout=timeout)
+    seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:3])} failed ({process.returncode}): {stderr[-3000:]}")
+    return {
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(sampler.peak / 2**20, 1),
+        "started_epoch": started_epoch,
+        "stdout": stdout,
+        "stderr": stderr,
+    }
+
+
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15-minute load averages (figures are reported beside them)."""
+    return [round(value, 2) for value in os.getloadavg()]
