@@ -235,16 +235,33 @@ def _run_range(
 
 @cli.command()
 @click.argument("view", required=False)
+@click.option(
+    "--now",
+    "at",
+    default=None,
+    help="Judge freshness as of this ISO-8601 time (UTC if no zone; default: the current time).",
+)
 @pass_context
-def status(context: Context, view: str | None) -> int:
+def status(context: Context, view: str | None, at: str | None) -> int:
     """Per view, the days whose raw input changed after they were computed and the ds to recompute
-    (with the backfill that repairs them); exit 1 when any view is stale."""
+    (with the backfill that repairs them), and offline and online freshness against the view's SLA;
+    exit 1 when any view is stale or breaks its SLA."""
     from skewless.offline.status import status as view_statuses
 
-    reports = view_statuses(context.settings, _registry(context), None if view is None else [view])
+    moment = None
+    if at is not None:
+        try:
+            moment = datetime.fromisoformat(at)
+        except ValueError:
+            raise click.BadParameter(f"not an ISO-8601 time: {at!r}", param_hint="--now") from None
+    reports = view_statuses(context.settings, _registry(context), None if view is None else [view], moment)
     for report in reports:
         for line in report.lines():
             click.echo(line)
+    for report in reports:
+        problem = report.freshness.problem() if report.freshness is not None else None
+        if problem is not None:
+            click.echo(f"error: {problem}", err=True)
     return 0 if all(report.ok for report in reports) else 1
 
 
@@ -533,6 +550,46 @@ def check_skew_command(context: Context, view: str, sample: int, seed: int) -> i
     if len(report.mismatches) > 50:
         click.echo(f"  ... and {len(report.mismatches) - 50} more")
     return 0 if report.ok else 1
+
+
+@cli.command(name="online-drift")
+@click.argument("service")
+@click.option("--view", "views", multiple=True, help="Only this view's features (repeatable; default: all).")
+@click.option("--sample", default=1000, show_default=True, help="Entities to sample per view.")
+@click.option("--seed", default=0, show_default=True, help="Sampling seed.")
+@pass_context
+def online_drift_command(
+    context: Context, service: str, views: tuple[str, ...], sample: int, seed: int
+) -> int:
+    """PSI of a sample of SERVICE's online values against their training statistics; recorded in
+    the service's online statistics table. Exit 1 when a PSI reaches validation.drift_psi_fail."""
+    from skewless.runtime.spark import get_spark
+    from skewless.validate.online_drift import compare_online
+
+    manifest = _registry(context)
+    manifest.service(service)  # an unknown service fails before Spark starts
+    for view in views:
+        manifest.view(view)
+    spark = get_spark(context.settings, app_name=f"skewless-online-drift-{service}")
+    result = compare_online(
+        spark,
+        context.settings,
+        manifest,
+        service,
+        views=views or None,
+        sample=sample,
+        seed=seed,
+        raise_on_drift=False,
+    )
+    for row in result.rows:
+        value = "-" if row.psi is None else f"{row.psi:.4f}"
+        click.echo(
+            f"{row.view}:{row.feature}: PSI {value} ({row.drift_status}) of {row.online_values} online values"
+            f" from {row.sampled_entities} entities against {row.reference_days} day(s) of statistics"
+        )
+    click.echo(f"recorded in {result.uri}")
+    result.raise_for_drift(context.settings.validation)
+    return 0
 
 
 @cli.command()

@@ -1,7 +1,8 @@
 """Airflow DAGs built from the deployed registry (``dags/skewless_dags.py`` calls :func:`build_dags`).
 
 Per view, ``skewless__<view>``: nightly (``@daily`` data intervals in UTC, catchup, one active
-run), tasks ``compute -> validate -> commit -> materialize -> stats`` for ``ds`` = the run's
+run), tasks ``compute -> validate -> commit -> materialize -> stats -> freshness`` (plus, after
+``stats``, one ``online_drift__<service>`` per feature service reading the view) for ``ds`` = the run's
 ``data_interval_start`` date. A manual ``skewless__backfill`` (params ``view``, ``start``,
 ``end``) runs one Spark job for the range (compute, validate, commit), then publishes it to Redis
 and records its statistics, like the nightly DAG (a drift alert never holds back publishing).
@@ -38,9 +39,17 @@ if TYPE_CHECKING:
 DAG_PREFIX = "skewless__"
 BACKFILL_DAG_ID = "skewless__backfill"
 NIGHTLY_TASKS = ("compute", "validate", "commit", "materialize", "stats")
+FRESHNESS_TASK = "freshness"
+"""The nightly DAG's last task: the view's freshness SLA, as ``skewless status`` judges it (no Spark)."""
+ONLINE_DRIFT_PREFIX = "online_drift__"
 DS_TEMPLATE = "{{ data_interval_start.strftime('%Y-%m-%d') }}"
 
 log = logging.getLogger(__name__)
+
+
+def online_drift_id(service: str) -> str:
+    """The nightly task comparing ``service``'s online values of the view with training (after stats)."""
+    return f"{ONLINE_DRIFT_PREFIX}{service}"
 
 
 def dag_id(view: str) -> str:
@@ -181,7 +190,10 @@ class _Builder:
             return stats_task(name, _date(day))
 
         committed = commit(validate(compute(DS_TEMPLATE)))
-        materialize(committed) >> stats(DS_TEMPLATE)
+        profiled = materialize(committed) >> stats(DS_TEMPLATE)
+        profiled >> self._freshness(view)
+        for service in self._services(view):
+            profiled >> self._local_online_drift(view, service)
 
     def _spark_submit(self, task_id: str, label: str, application: str, args: list[str], **extra: Any) -> Any:
         from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -209,6 +221,54 @@ class _Builder:
         ]
         for upstream, downstream in pairwise(tasks):
             upstream >> downstream
+        tasks[-1] >> self._freshness(view)
+        for service in self._services(view):
+            args = [service, "--view", view.name]
+            tasks[-1] >> self._spark_submit(online_drift_id(service), view.name, "online_drift.py", args)
+
+    def _services(self, view: ViewSpec) -> list[str]:
+        """The feature services that read a feature of ``view`` (each gets an online drift task)."""
+        services = self.manifest.services.items()
+        return sorted(name for name, spec in services if any(ref.view == view.name for ref in spec.features))
+
+    @staticmethod
+    def _local_online_drift(view: ViewSpec, service: str) -> Any:
+        """Sampled online values of ``service`` against its training statistics (this view's features)."""
+        from airflow.sdk import task
+
+        name = view.name
+
+        @task(task_id=online_drift_id(service))
+        def online_drift() -> list[dict[str, Any]]:
+            from skewless.orchestration import deployment, spark_session
+            from skewless.validate.online_drift import compare_online
+
+            settings, manifest = deployment()
+            spark = spark_session(settings, f"skewless-online-drift-{service}")
+            result = compare_online(spark, settings, manifest, service, views=[name])
+            return [
+                {"feature": r.feature, "psi": r.psi, "drift_status": r.drift_status, "ds": r.ds.isoformat()}
+                for r in result.rows
+            ]
+
+        return online_drift()
+
+    @staticmethod
+    def _freshness(view: ViewSpec) -> Any:
+        """Fails (FreshnessBroken, one line per side) when the view breaks its SLA at the task's time."""
+        from airflow.sdk import task
+
+        name = view.name
+
+        @task(task_id=FRESHNESS_TASK)
+        def freshness() -> dict[str, Any]:
+            from skewless.freshness import check_freshness
+            from skewless.orchestration import deployment
+
+            settings, manifest = deployment()
+            return check_freshness(settings, manifest, [name])[0].to_json()
+
+        return freshness()
 
     # --- backfill ------------------------------------------------------------------------------
 

@@ -113,6 +113,10 @@ class PublishRefused(SkewlessError):
     """``materialize`` refused to publish a ``ds`` whose values are not available yet."""
 
 
+class FreshnessBroken(SkewlessError):
+    """A view's freshness SLA is broken (docs/semantics.md, "Freshness"); one line per view."""
+
+
 class ValidationFailed(SkewlessError):
     """A staged partition failed its expectations; nothing was committed (the report names each failure)."""
 

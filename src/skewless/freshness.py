@@ -189,6 +189,22 @@ def published_ds(settings: Settings, views: Iterable[ViewSpec]) -> tuple[dict[st
         return {}, str(exc)
 
 
+def check_freshness(
+    settings: Settings, manifest: Manifest, views: Iterable[str] | None = None, now: datetime | None = None
+) -> list[ViewFreshness]:
+    """:func:`gather_freshness`, raising :class:`FreshnessBroken` (one line per view) when an SLA is broken.
+
+    What the nightly DAG's ``freshness`` task runs.
+    """
+    from skewless.errors import FreshnessBroken
+
+    report = gather_freshness(settings, manifest, views, now)
+    problems = [problem for item in report if (problem := item.problem()) is not None]
+    if problems:
+        raise FreshnessBroken("\n".join(problems))
+    return report
+
+
 def gather_freshness(
     settings: Settings,
     manifest: Manifest,

@@ -19,7 +19,7 @@ from tests.airflow.conftest import DAGS, REPO
 
 pytestmark = pytest.mark.airflow
 
-NIGHTLY = ["compute", "validate", "commit", "materialize", "stats"]
+NIGHTLY = ["compute", "validate", "commit", "materialize", "stats", "freshness"]
 
 
 def _bag(conf: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -125,7 +125,10 @@ def test_spark_submit_mode_builds_the_same_graph_with_spark_submit_operators(tmp
     dags = build_dags(cluster, manifest, jobs_dir=REPO / "jobs")
     nightly = dags["skewless__spend"]
     assert sorted(nightly.task_ids) == sorted(NIGHTLY)
-    for task_id in NIGHTLY:
+    # The freshness check needs no Spark: a plain Python task after stats (docs/airflow.md).
+    assert not isinstance(nightly.get_task("freshness"), SparkSubmitOperator)
+    assert nightly.get_task("freshness").upstream_task_ids == {"stats"}
+    for task_id in NIGHTLY[:-1]:
         operator = nightly.get_task(task_id)
         assert isinstance(operator, SparkSubmitOperator)
         assert Path(operator.application) == REPO / "jobs" / "view_task.py"

@@ -125,7 +125,9 @@ def test_nightly_dag_computes_validates_commits_publishes_and_profiles_consecuti
     for ds in (D1, D2, D3):
         run, states = _run(dag, ds)
         assert str(run.state) == "success", states
-        assert states == dict.fromkeys(["compute", "validate", "commit", "materialize", "stats"], "success")
+        assert states == dict.fromkeys(
+            ["compute", "validate", "commit", "materialize", "stats", "freshness"], "success"
+        )
 
     # b drops out of the 2-day window on D3: a tombstone row offline, no value online.
     assert _table_rows(spark, settings, manifest) == [
@@ -201,6 +203,7 @@ def test_a_partition_failing_validation_fails_the_run_at_validate_and_publishes_
         "commit": "upstream_failed",
         "materialize": "upstream_failed",
         "stats": "upstream_failed",
+        "freshness": "upstream_failed",
     }
     assert (table_version(table), table_version(tiles)) == versions
     assert _table_rows(spark, settings, manifest) == rows
