@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -29,6 +29,11 @@ def _value(feature: FeatureSpec, events: list[Event], ts_column: str) -> Any:
     column = feature.column
     if feature.function == "count":
         return len(events) if column is None else sum(e[column] is not None for e in events)
+    if feature.function in ("first_seen", "last_seen"):
+        times = [e[ts_column] for e in events if column is None or e[column] is not None]
+        if not times:
+            return None
+        return min(times) if feature.function == "first_seen" else max(times)
     assert column is not None
     present = [e for e in events if e[column] is not None]
     values = [e[column] for e in present]
@@ -36,6 +41,26 @@ def _value(feature: FeatureSpec, events: list[Event], ts_column: str) -> Any:
         return len(set(values))
     if not values:
         return None
+    if feature.function == "last_k":
+        # Newest first; equal times: the larger value first (the rule of `last`).
+        assert feature.k is not None
+        return [value for _, value in sorted(((e[ts_column], e[column]) for e in present), reverse=True)][
+            : feature.k
+        ]
+    if feature.function in ("top_k", "top_k_counts"):
+        # Most frequent first; equal counts: the smaller value first.
+        assert feature.k is not None
+        ranked = sorted(Counter(values).items(), key=lambda item: (-item[1], item[0]))[: feature.k]
+        return [v if feature.function == "top_k" else n for v, n in ranked]
+    if feature.function == "approx_percentile":
+        # The exact value of rank max(1, ceil(q n)) (nearest rank); NaN ignored. The view's value
+        # must lie within the documented relative error of it.
+        assert feature.percentiles is not None
+        ordered = sorted(v for v in values if not math.isnan(v))
+        if not ordered:
+            return None
+        exact = [ordered[max(1, math.ceil(q * len(ordered))) - 1] for q in feature.percentiles]
+        return exact if feature.dtype.startswith("array<") else exact[0]
     if feature.function == "sum":
         return math.fsum(values) if isinstance(values[0], float) else sum(values)
     if feature.function == "avg":

@@ -8,6 +8,13 @@
 Floating-point sums add values in one fixed order within a day (a window frame ordered by every
 input column) and in day order across days, so a daily run and a backfill are bit-identical.
 Variance pools per-day moments (n, sum, sum of squares of the daily mean, M2) over the window.
+
+List and sketch functions keep exact, mergeable tiles too (docs/semantics.md, "List, time and
+percentile functions"): ``last_k`` the day's k latest ``(ts, value)``, ``top_k`` a map of the
+day's value counts, ``first_seen``/``last_seen`` the day's first and last event time, and
+``approx_percentile`` a map of log-bucket counts (:mod:`skewless.offline.sketch`, relative error
+at most 1%). Windows merge them with higher-order functions, in a fixed order, so daily runs and a
+backfill agree exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from skewless import semantics
 from skewless.manifest import FeatureSpec, ViewSpec
+from skewless.offline import sketch
 from skewless.offline.sources import DAY, TS
 
 if TYPE_CHECKING:
@@ -43,6 +51,15 @@ class TilePlan:
     maximums: frozenset[str]
     lasts: frozenset[str]
     sketches: frozenset[str]
+    first_seen: frozenset[str] = frozenset()
+    """Columns (or :data:`TS` for every event) whose first non-null event time a day keeps."""
+    last_seen: frozenset[str] = frozenset()
+    latest_k: frozenset[tuple[str, int]] = frozenset()
+    """(column, k): the day's k latest ``(ts, value)`` of the column."""
+    frequencies: frozenset[str] = frozenset()
+    """Columns whose per-day value counts a day keeps (top_k, top_k_counts)."""
+    buckets: frozenset[str] = frozenset()
+    """Columns whose per-day log-bucket counts a day keeps (approx_percentile)."""
 
     @classmethod
     def of(cls, view: ViewSpec) -> TilePlan:
@@ -59,6 +76,13 @@ class TilePlan:
             maximums=columns("max"),
             lasts=columns("last"),
             sketches=columns("approx_count_distinct"),
+            first_seen=frozenset(f.column or TS for f in view.features if f.function == "first_seen"),
+            last_seen=frozenset(f.column or TS for f in view.features if f.function == "last_seen"),
+            latest_k=frozenset(
+                (f.column, f.k) for f in view.features if f.function == "last_k" and f.column and f.k
+            ),
+            frequencies=columns("top_k", "top_k_counts"),
+            buckets=columns("approx_percentile"),
         )
 
     @property
@@ -71,8 +95,13 @@ class TilePlan:
             | self.maximums
             | self.lasts
             | self.sketches
+            | self.first_seen
+            | self.last_seen
+            | {column for column, _ in self.latest_k}
+            | self.frequencies
+            | self.buckets
         )
-        return sorted(every)
+        return sorted(every - {TS})
 
 
 def tile_column(column: str, part: str) -> str:
@@ -124,14 +153,65 @@ def build_tiles(events: DataFrame, view: ViewSpec) -> DataFrame:
         latest = F.max(F.when(F.col(column).isNotNull(), event)).over(whole)
         tiles.append(latest.alias(tile_column(column, "last")))
     for column in sorted(plan.sketches):
-        sketch = F.hll_sketch_agg(_sketchable(F.col(column), dtypes[column])).over(whole)
-        tiles.append(sketch.alias(tile_column(column, "hll")))
+        hll = F.hll_sketch_agg(_sketchable(F.col(column), dtypes[column])).over(whole)
+        tiles.append(hll.alias(tile_column(column, "hll")))
+    for column in sorted(plan.first_seen):
+        seen = F.col(TS) if column == TS else F.when(F.col(column).isNotNull(), F.col(TS))
+        tiles.append(F.min(seen).over(whole).alias(tile_column(column, "first_seen")))
+    for column in sorted(plan.last_seen):
+        seen = F.col(TS) if column == TS else F.when(F.col(column).isNotNull(), F.col(TS))
+        tiles.append(F.max(seen).over(whole).alias(tile_column(column, "last_seen")))
+    for column, k in sorted(plan.latest_k):
+        # The day's k latest events, newest first; ties on ts go to the larger value (as `last`).
+        event = F.struct(F.col(TS).alias("ts"), F.col(column).alias("value"))
+        events_of_day = F.collect_list(F.when(F.col(column).isNotNull(), event)).over(whole)
+        tiles.append(F.slice(F.sort_array(events_of_day, asc=False), 1, k).alias(latest_k_column(column, k)))
     first = F.row_number().over(ordered) == 1
-    return (
+    built = (
         events.select(*view.key_names, F.col(DAY).alias(TARGET), *tiles, first.alias("_first"))
         .where(F.col("_first"))
         .drop("_first")
     )
+    for column in sorted(plan.frequencies):
+        built = _join_counts(built, events, view, F.col(column), tile_column(column, "freq"))
+    for column in sorted(plan.buckets):
+        bucket = sketch.bucket_column(F.col(column).cast("double"))
+        built = _join_counts(built, events, view, bucket, tile_column(column, "buckets"))
+    return built
+
+
+def latest_k_column(column: str, k: int) -> str:
+    """Tile column of a day's ``k`` latest values (one per k, so a feature with a new k gets its own)."""
+    return tile_column(column, f"last{k}")
+
+
+def _join_counts(tiles: DataFrame, events: DataFrame, view: ViewSpec, value: Column, name: str) -> DataFrame:
+    """Adds ``name``: a map ``value -> number of the day's events with it`` (nulls ignored).
+
+    The map is built from entries sorted by value, so its layout does not depend on how Spark
+    split the input.
+    """
+    from pyspark.sql import functions as F
+
+    # The counts' keys get their own names: both sides come from ``events``, and Spark would
+    # otherwise read ``tiles.k == counted.k`` as the same column (a cross join).
+    keys = [*view.key_names, DAY]
+    renamed = {k: f"_count_key_{i}" for i, k in enumerate(keys)}
+    counted = (
+        events.select(*[F.col(k).alias(renamed[k]) for k in keys], value.alias("_value"))
+        .where(F.col("_value").isNotNull())
+        .groupBy(*renamed.values(), "_value")
+        .count()
+        .groupBy(*renamed.values())
+        .agg(
+            F.map_from_entries(
+                F.sort_array(F.collect_list(F.struct(F.col("_value"), F.col("count").cast("long"))))
+            ).alias(name)
+        )
+    )
+    targets = {**{k: k for k in view.key_names}, DAY: TARGET}
+    condition = [F.col(targets[k]).eqNullSafe(F.col(renamed[k])) for k in keys]
+    return tiles.join(counted, condition, "left").drop(*renamed.values())
 
 
 def _sketchable(column: Column, dtype: str) -> Column:
@@ -140,12 +220,16 @@ def _sketchable(column: Column, dtype: str) -> Column:
 
 
 def column_dtypes(view: ViewSpec) -> dict[str, str]:
-    """Value type of each source column, from the declared source columns or the feature dtype."""
+    """Value type of each source column as the tiles hold it (widened: events are read that way).
+
+    From the declared source columns, else the feature's dtype (an array feature's element type).
+    """
     declared = view.source.columns or {}
     out: dict[str, str] = {}
     for feature in view.features:
         if feature.column is not None:
-            out[feature.column] = declared.get(feature.column) or feature.dtype
+            found = declared.get(feature.column) or semantics.element_dtype(feature.dtype) or feature.dtype
+            out[feature.column] = semantics.widened(found)
     return out
 
 
@@ -196,17 +280,26 @@ def _window_inputs(feature: FeatureSpec) -> list[tuple[str, str, int]]:
     column = feature.column
     if feature.function == "count":
         return [("sum", ROWS if column is None else tile_column(column, "n"), days)]
+    if feature.function in ("first_seen", "last_seen"):
+        aggregate = "min" if feature.function == "first_seen" else "max"
+        return [(aggregate, tile_column(column or TS, str(feature.function)), days)]
     assert column is not None  # the compiler requires a column for every other function
     if feature.function in ("sum", "avg"):
         return [("sum", tile_column(column, "n"), days), ("sum", tile_column(column, "sum"), days)]
     if feature.function == "stddev":
         moments = tile_column(column, "moments")
         return [("sum", f"{moments}.{part}", days) for part in ("n", "sum", "sum_sq", "m2")]
+    if feature.function == "last_k":
+        assert feature.k is not None  # the compiler requires k
+        return [("collect", latest_k_column(column, feature.k), days)]
     parts = {
         "min": ("min", "min"),
         "max": ("max", "max"),
         "last": ("max", "last"),
         "approx_count_distinct": ("hll_union", "hll"),
+        "top_k": ("collect", "freq"),
+        "top_k_counts": ("collect", "freq"),
+        "approx_percentile": ("collect", "buckets"),
     }
     function, part = parts[str(feature.function)]
     return [(function, tile_column(column, part), days)]
@@ -247,6 +340,7 @@ def _window_expression(function: str, source: str, days: int, keys: Sequence[str
         "min": F.min,
         "max": F.max,
         "hll_union": F.hll_union_agg,
+        "collect": F.collect_list,
     }[function]
     return aggregate(F.col(source)).over(_window(keys, days))
 
@@ -271,7 +365,61 @@ def _feature(feature: FeatureSpec) -> Column:
         return first["value"]
     if feature.function == "approx_count_distinct":
         return F.coalesce(F.hll_sketch_estimate(first), F.lit(0).cast("long"))
-    return first  # min, max
+    if feature.function == "last_k":
+        assert feature.k is not None
+        latest = F.slice(F.sort_array(F.flatten(first), asc=False), 1, feature.k)
+        return F.when(F.size(latest) > 0, F.transform(latest, lambda event: event["value"]))
+    if feature.function in ("top_k", "top_k_counts"):
+        assert feature.k is not None
+        ranked = F.slice(_by_count(F.col(_merged(_window_inputs(feature)[0]))), 1, feature.k)
+        part = "key" if feature.function == "top_k" else "value"
+        return F.when(F.size(ranked) > 0, F.transform(ranked, lambda entry: entry[part]))
+    if feature.function == "approx_percentile":
+        assert feature.percentiles is not None
+        merged = F.col(_merged(_window_inputs(feature)[0]))
+        if feature.dtype == "array<float64>":
+            return sketch.quantiles_column(merged, feature.percentiles)
+        return sketch.quantile_column(merged, feature.percentiles[0])
+    return first  # min, max, first_seen, last_seen
+
+
+COUNT_MAPS = frozenset({"top_k", "top_k_counts", "approx_percentile"})
+"""Functions computed from the sum of their window's count maps (:func:`_merged_counts`)."""
+
+
+def _merged(spec: tuple[str, str, int]) -> str:
+    """Column holding the merged count maps of a window input (computed once, read by every level)."""
+    return "_m" + _windowed(*spec)
+
+
+def _merged_counts(maps: Column) -> Column:
+    """The sum of a window's count maps as entries sorted by value; null when the window has none."""
+    from pyspark.sql import functions as F
+
+    zero = F.lit(0).cast("long")
+
+    def add(total: Column, day: Column) -> Column:
+        return F.map_zip_with(total, day, lambda _, a, b: F.coalesce(a, zero) + F.coalesce(b, zero))
+
+    first = F.try_element_at(maps, F.lit(1))
+    summed = F.aggregate(F.slice(maps, 2, F.greatest(F.size(maps) - 1, F.lit(0))), first, add)
+    return F.array_sort(F.map_entries(summed))
+
+
+def _by_count(entries: Column) -> Column:
+    """Entries ``(key: value, value: count)`` most frequent first; equal counts by ascending value."""
+    from pyspark.sql import functions as F
+
+    def compare(left: Column, right: Column) -> Column:
+        return (
+            F.when(left["value"] > right["value"], -1)
+            .when(left["value"] < right["value"], 1)
+            .when(left["key"] < right["key"], -1)
+            .when(left["key"] > right["key"], 1)
+            .otherwise(0)
+        )
+
+    return F.array_sort(entries, compare)
 
 
 def windows_from_tiles(
@@ -297,6 +445,13 @@ def windows_from_tiles(
         F.col(TARGET),
         *[_window_expression(*spec, keys).alias(_windowed(*spec)) for spec in inputs],
     ).where((F.col(TARGET) >= F.lit(start)) & (F.col(TARGET) <= F.lit(end)))
+    # Count maps are merged once per window input, in a step of their own: several percentile
+    # levels (and top_k beside top_k_counts) read the same sum.
+    maps = sorted({_window_inputs(f)[0] for f in view.features if f.function in COUNT_MAPS})
+    if maps:
+        windowed = windowed.withColumns(
+            {_merged(spec): _merged_counts(F.col(_windowed(*spec))) for spec in maps}
+        )
     # On the day the entity's last tile leaves the longest window, emit a tombstone: no value.
     alive = F.col(_windowed(*alive_input)) > 0
     return windowed.select(

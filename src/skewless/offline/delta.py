@@ -158,6 +158,8 @@ def _arrow_schema(schema: StructType) -> pa.Schema:
             return pa.struct([pa.field(f.name, convert(f.dataType), True) for f in data_type.fields])
         if isinstance(data_type, T.ArrayType):
             return pa.list_(convert(data_type.elementType))
+        if isinstance(data_type, T.MapType):
+            return pa.map_(convert(data_type.keyType), convert(data_type.valueType))
         raise TableError(f"unsupported column type for a Delta table: {data_type.simpleString()}")
 
     return pa.schema([pa.field(f.name, convert(f.dataType), True) for f in schema.fields])

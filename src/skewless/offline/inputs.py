@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from skewless import semantics
 from skewless.errors import SkewlessError
 from skewless.offline.storage_options import storage_options
 
@@ -253,7 +254,8 @@ def _check_consistent(files: list[InputFile], schemas: list[pa.Schema]) -> None:
 
 
 def _type_family(data_type: pa.DataType) -> str:
-    return skewless_type(data_type) or str(data_type)
+    found = skewless_type(data_type)
+    return str(data_type) if found is None else semantics.widened(found)
 
 
 def _inspect_delta(uri: str, version: int | None) -> InputSet:
@@ -287,8 +289,10 @@ def _inspect_delta(uri: str, version: int | None) -> InputSet:
 def skewless_type(data_type: pa.DataType) -> str | None:
     """The skewless column type an Arrow type reads as (None: not a type features can use).
 
-    Integers widen to int64, floats and decimals to float64 (decimals lose exactness beyond
-    about 15 significant digits, as docs/semantics.md says), every timestamp unit is a timestamp.
+    Integers that fit 32 bits are int32, other integers int64; float16/float32 are float32,
+    float64 and decimals float64 (decimals lose exactness beyond about 15 significant digits, as
+    docs/semantics.md says); every timestamp unit is a timestamp; lists of those element types
+    (and strings) are arrays. Narrow types feed their wide type (:func:`skewless.semantics.can_feed`).
     """
     import pyarrow as pa
     import pyarrow.types as pat
@@ -296,9 +300,17 @@ def skewless_type(data_type: pa.DataType) -> str | None:
     if pat.is_boolean(data_type):
         return "bool"
     if pat.is_integer(data_type):
+        if data_type in (pa.int8(), pa.int16(), pa.int32(), pa.uint8(), pa.uint16()):
+            return "int32"
         return None if data_type == pa.uint64() else "int64"
+    if pat.is_float16(data_type) or pat.is_float32(data_type):
+        return "float32"
     if pat.is_floating(data_type) or pat.is_decimal(data_type):
         return "float64"
+    if pat.is_list(data_type) or pat.is_large_list(data_type):
+        element = skewless_type(data_type.value_type)
+        exact = element in ("float32", "string") or data_type.value_type in (pa.float64(), pa.int64())
+        return semantics.array_of(element) if element is not None and exact else None
     if pat.is_string(data_type) or pat.is_large_string(data_type):
         return "string"
     if pat.is_timestamp(data_type):

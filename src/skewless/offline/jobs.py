@@ -308,6 +308,7 @@ def _compute_snapshot(
         written = tables.read_staged(staged)
         _null_key_check(written, events, view, settings)
         snapshot.check_unique(written, view)
+        snapshot.check_lengths(written, view, events)
         count = _count_checked(written, view)
     except BaseException:
         tables.discard(staged)

@@ -47,7 +47,7 @@ def tiles_schema(view: ViewSpec) -> StructType:
     """Daily partial aggregates of an aggregation view (see offline.aggregation.TilePlan)."""
     from pyspark.sql import types as T
 
-    from skewless.offline.aggregation import ROWS, TilePlan, column_dtypes, tile_column
+    from skewless.offline.aggregation import ROWS, TilePlan, column_dtypes, latest_k_column, tile_column
 
     plan = TilePlan.of(view)
     dtypes = column_dtypes(view)
@@ -65,4 +65,21 @@ def tiles_schema(view: ViewSpec) -> StructType:
         for c in sorted(plan.lasts)
     ]
     fields += [(tile_column(c, "hll"), T.BinaryType()) for c in sorted(plan.sketches)]
+    fields += [(tile_column(c, "first_seen"), T.TimestampType()) for c in sorted(plan.first_seen)]
+    fields += [(tile_column(c, "last_seen"), T.TimestampType()) for c in sorted(plan.last_seen)]
+    fields += [
+        (
+            latest_k_column(c, k),
+            T.ArrayType(_struct([("ts", T.TimestampType()), ("value", spark_type(dtypes[c]))]), True),
+        )
+        for c, k in sorted(plan.latest_k)
+    ]
+    fields += [
+        (tile_column(c, "freq"), T.MapType(spark_type(dtypes[c]), T.LongType(), True))
+        for c in sorted(plan.frequencies)
+    ]
+    fields += [
+        (tile_column(c, "buckets"), T.MapType(T.IntegerType(), T.LongType(), True))
+        for c in sorted(plan.buckets)
+    ]
     return _struct(fields)

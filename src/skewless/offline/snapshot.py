@@ -48,3 +48,44 @@ def check_unique(rows: DataFrame, view: ViewSpec) -> None:
             source=view.source.name,
             column=view.source.timestamp,
         )
+
+
+def check_lengths(rows: DataFrame, view: ViewSpec, events: DataFrame | None = None) -> None:
+    """Every non-null value of an array feature with a declared ``length`` has that many elements.
+
+    Checked on the rows about to be written (before any commit), so a wrong embedding never
+    reaches the table; the error names the view, the feature, the row (keys and event time) and,
+    when ``events`` are given, the file it came from.
+    """
+    from pyspark.sql import functions as F
+
+    declared = [f for f in view.features if f.length is not None]
+    if not declared:
+        return
+    wrong = F.lit(None).cast("string")
+    for feature in reversed(declared):
+        size = F.size(F.col(feature.name))
+        bad = F.col(feature.name).isNotNull() & (size != F.lit(feature.length))
+        wrong = F.when(bad, F.lit(feature.name)).otherwise(wrong)
+    offending = rows.select("*", wrong.alias("_wrong")).where(F.col("_wrong").isNotNull())
+    first = offending.orderBy(*view.key_names, "feature_ts").limit(1).first()
+    if first is None:
+        return
+    feature = view.feature(first["_wrong"])
+    keys = ", ".join(f"{k}={first[k]!r}" for k in view.key_names)
+    found = len(first[feature.name])
+    where = f"row ({keys}, {view.source.timestamp}={first['feature_ts'].isoformat()})"
+    if events is not None:
+        match = events
+        for key in view.key_names:
+            match = match.where(F.col(key) == F.lit(first[key]))
+        sample = match.where(F.col(TS) == F.lit(first["feature_ts"])).select(F.input_file_name().alias("f"))
+        hit = sample.limit(1).first()
+        if hit is not None and hit["f"]:
+            where += f" of file {hit['f']}"
+    raise DataError(
+        f"view {view.name!r}: feature {feature.name!r} is declared {feature.dtype} of length "
+        f"{feature.length}, but {where} holds {found} elements (nothing was written)",
+        source=view.source.name,
+        column=feature.column or feature.name,
+    )

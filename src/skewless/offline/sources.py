@@ -89,15 +89,21 @@ def timestamp_column(frame: DataFrame, source: SourceSpec, where: str, column: s
 
 
 def _typed_column(
-    frame: DataFrame, source: SourceSpec, where: str, name: str, dtype: str, role: str
+    frame: DataFrame, inputs: InputSet, source: SourceSpec, where: str, name: str, dtype: str, role: str
 ) -> Column:
-    """``name`` cast to ``dtype``, or a :class:`DataError` naming source, column and file."""
+    """``name`` cast to ``dtype``, or a :class:`DataError` naming source, column and file.
+
+    The column's type is the one its files store (``float32`` stays float32 although Spark reads
+    it widened to double: casting back is exact), else the one Spark reads (partition columns).
+    """
     from pyspark.sql import functions as F
 
+    from skewless.offline.inputs import skewless_type
     from skewless.offline.schemas import spark_type
 
     actual = frame.schema[name].dataType.simpleString()
-    found = semantics.dtype_of_spark(actual)  # after read_input's widening
+    stored = inputs.schema.field(name).type if name in inputs.schema.names else None
+    found = skewless_type(stored) if stored is not None else semantics.dtype_of_spark(actual)
     if found is None or not semantics.can_feed(found, dtype):
         raise DataError(
             f"{role} must be {dtype}, found {actual} in {where} (cannot be cast safely)",
@@ -119,6 +125,8 @@ def value_dtypes(view: ViewSpec) -> dict[str, str]:
             continue
         if feature.function is None or feature.function in ("sum", "min", "max", "last"):
             out.setdefault(feature.column, feature.dtype)
+        elif feature.function in ("last_k", "top_k"):
+            out.setdefault(feature.column, semantics.element_dtype(feature.dtype) or feature.dtype)
         elif feature.function in NEEDS_NUMERIC:
             out.setdefault(feature.column, "float64")
     return out
@@ -170,11 +178,14 @@ def read_events(
     if view.filter:
         frame = frame.where(F.expr(view.filter))
     keys = [
-        _typed_column(raw, source, where, k.name, k.dtype, "join key").alias(k.name) for k in view.join_keys
+        _typed_column(raw, inputs, source, where, k.name, k.dtype, "join key").alias(k.name)
+        for k in view.join_keys
     ]
     typed = value_dtypes(view)
     extra = [
-        (_typed_column(raw, source, where, c, typed[c], "value column") if c in typed else F.col(c)).alias(c)
+        (
+            _typed_column(raw, inputs, source, where, c, typed[c], "value column") if c in typed else F.col(c)
+        ).alias(c)
         for c in dict.fromkeys(value_columns)
         if c not in view.key_names
     ]

@@ -33,6 +33,7 @@ from skewless.validate.suite import (
     HAS_VALUE,
     Check,
     build_checks,
+    length_column,
 )
 
 if TYPE_CHECKING:
@@ -117,6 +118,13 @@ def prepare_rows(rows: DataFrame, view: ViewSpec) -> DataFrame:
     from pyspark.sql import functions as F
 
     frame = rows.withColumn(HAS_VALUE, semantics.has_value_column(view.feature_names))
+    lengths = {
+        length_column(f.name): F.when(F.col(f.name).isNotNull(), F.size(F.col(f.name)))
+        for f in view.features
+        if f.length is not None
+    }
+    if lengths:
+        frame = frame.withColumns(lengths)
     if view.kind == "aggregation":
         return frame.withColumn(EXPECTED_FEATURE_TS, semantics.feature_ts_column(view, F.col("ds")))
     return frame.withColumn(FEATURE_DATE, F.to_date(F.col("feature_ts")))

@@ -8,7 +8,9 @@
   (snapshot views);
 * ``feature_ts`` agrees with ``ds``: ``feature_ts == ds + 1 day + availability_lag``
   (:func:`skewless.semantics.feature_ts`) for aggregation views, ``to_date(feature_ts) == ds``
-  for snapshot views.
+  for snapshot views;
+* an array feature with a declared ``length`` (an embedding) has exactly that many elements in
+  every non-null value (a ``between`` check on the helper column :func:`length_column`).
 
 **Tombstones.** An aggregation view writes a tombstone row (every feature null) on the day an
 entity drops out of its longest window; it is how the store says "no value" (docs/semantics.md,
@@ -38,6 +40,11 @@ EXPECTED_FEATURE_TS = "_skewless_expected_feature_ts"
 """Aggregation views: ``ds + 1 day + availability_lag`` as a timestamp."""
 FEATURE_DATE = "_skewless_feature_date"
 """Snapshot views: the UTC date of ``feature_ts``."""
+
+def length_column(feature: str) -> str:
+    """Helper column holding the number of elements of an array feature (null for a null array)."""
+    return f"_skewless_length_{feature}"
+
 
 NUMERIC_DTYPES = semantics.NUMERIC_DTYPES
 """Kept here for its importers (validate/stats.py); the table is skewless.semantics.DTYPES."""
@@ -114,6 +121,19 @@ def build_checks(view: ViewSpec) -> list[Check]:
         checks.append(
             Check("columns_equal", (FEATURE_DATE, "ds"), "default", labels=("to_date(feature_ts)", "ds"))
         )
+
+    for feature in view.features:
+        if feature.length is not None:
+            checks.append(
+                Check(
+                    "between",
+                    (length_column(feature.name),),
+                    "default",
+                    min_value=feature.length,
+                    max_value=feature.length,
+                    labels=(f"length({feature.name})",),
+                )
+            )
 
     values_only = view.kind == "aggregation"
     for index, expectation in enumerate(view.expectations):
