@@ -11,6 +11,7 @@ port and stopped at the end.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -120,11 +121,20 @@ def generate(data_root: Path, yesterday: date, seed: int = 7) -> dict[str, int]:
                     "days_since_last_order": rng.randrange(0, 60),
                     "segment": rng.choice(["new", "regular", "vip"]),
                     "is_subscriber": customer % 3 == 0,
+                    # A 16-dimensional embedding that drifts a little every day (float32).
+                    "embedding": [
+                        math.sin(customer * 0.37 + dim) + 0.01 * offset * rng.random() for dim in range(16)
+                    ],
+                    "last_order_ts": exported
+                    - timedelta(days=rng.randrange(0, 60), microseconds=rng.randrange(86_400_000_000)),
                 }
             )
     folder = data_root / "raw" / "customer_stats"
     folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(stats), folder / "part-0.parquet")
+    table = pa.Table.from_pylist(stats)
+    float32s = table.column("embedding").cast(pa.list_(pa.float32()))
+    table = table.set_column(table.schema.get_field_index("embedding"), "embedding", float32s)
+    pq.write_table(table, folder / "part-0.parquet")
     return {"transactions": transactions, "customer_stats_rows": len(stats)}
 
 
