@@ -18,6 +18,7 @@ from tests.helpers import write_tree
 from skewless.catalog_site.gather import MARKER, SiteError, _document_text, _prepare
 from skewless.catalog_site.model import (
     Definition,
+    OnlinePsiPoint,
     SiteInputs,
     StatsPoint,
     build_site_model,
@@ -173,3 +174,26 @@ def test_the_site_folder_is_replaced_only_when_it_holds_a_site(tmp_path: Path) -
     (site / "old.html").write_text("old")
     _prepare(site)
     assert list(site.iterdir()) == []
+
+
+def test_online_against_training_psi_joins_the_drift_plot(manifest: Manifest) -> None:
+    """Recorded by ``skewless online-drift`` per service; shown even before any offline PSI."""
+    online = [
+        OnlinePsiPoint(date(2024, 3, 9), "fraud_model", 0.04, "ok", 250),
+        OnlinePsiPoint(date(2024, 3, 10), "fraud_model", 0.31, "warn", 250),
+    ]
+    stats = [StatsPoint(date(2024, 3, 10), "txn_count_7d", 10, 0.0, mean=3.0, p50=3.0)]
+    inputs = SiteInputs(
+        manifest=manifest,
+        generated_at=NOW,
+        stats={"merchant_txn": stats},
+        online_drift={("merchant_txn", "txn_count_7d"): online},
+    )
+    files = render_site(build_site_model(inputs))
+    page = files["features/merchant_txn.txn_count_7d.html"]
+    drift = re.search(r'<figure class="plot" data-plot="drift">(.*?)</figure>', page, re.DOTALL)
+    assert drift is not None
+    assert "online vs training (fraud_model)" in drift.group(1)
+    assert "PSI (offline)" not in drift.group(1)  # no offline PSI recorded for this feature
+    other = files["features/merchant_txn.amount_sum_7d.html"]
+    assert 'data-plot="drift"><svg' not in other

@@ -20,6 +20,7 @@ from typing import Any
 
 from skewless.catalog_site.model import (
     Definition,
+    OnlinePsiPoint,
     ReportEntry,
     SiteInputs,
     StatsPoint,
@@ -222,6 +223,22 @@ def read_reports(settings: Settings, view: ViewSpec) -> tuple[list[ReportEntry],
     return entries, files
 
 
+def read_online_points(settings: Settings, manifest: Manifest) -> dict[tuple[str, str], list[OnlinePsiPoint]]:
+    """Online-against-training PSI of every service, keyed by ``(view, feature)`` (current versions)."""
+    from skewless.validate.online_drift import read_online_drift
+
+    out: dict[tuple[str, str], list[OnlinePsiPoint]] = {}
+    for service in sorted(manifest.services):
+        for row in read_online_drift(settings, service):
+            view = manifest.views.get(row["view"])
+            if view is None or row["version"] != view.version:
+                continue
+            out.setdefault((row["view"], row["feature"]), []).append(
+                OnlinePsiPoint(row["ds"], service, row["psi"], row["drift_status"], int(row["online_values"]))
+            )
+    return out
+
+
 # --- the build ---------------------------------------------------------------------------------
 
 
@@ -253,6 +270,11 @@ def gather_inputs(
             files.update(view_files)
         except (SkewlessError, OSError) as exc:
             problems.append(f"{name}: {exc}")
+    online: dict[tuple[str, str], list[OnlinePsiPoint]] = {}
+    try:
+        online = read_online_points(settings, manifest)
+    except (SkewlessError, OSError) as exc:
+        problems.append(f"online-against-training statistics: {exc}")
     freshness: dict[str, ViewFreshness] = {}
     try:
         freshness = {f.view: f for f in gather_freshness(settings, manifest, now=now)}
@@ -266,6 +288,7 @@ def gather_inputs(
         stats=stats,
         latest_values=latest,
         reports=reports,
+        online_drift=online,
         freshness=freshness,
         drift_warn=settings.validation.drift_psi_warn,
         drift_fail=settings.validation.drift_psi_fail,

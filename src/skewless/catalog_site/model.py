@@ -56,6 +56,18 @@ class StatsPoint:
 
 
 @dataclass(frozen=True)
+class OnlinePsiPoint:
+    """One recorded comparison of a feature's online values with its training statistics
+    (``skewless online-drift``, docs/validation.md)."""
+
+    ds: date
+    service: str
+    psi: float | None
+    drift_status: str
+    online_values: int
+
+
+@dataclass(frozen=True)
 class ReportEntry:
     """A kept validation report (``<offline_root>/_reports/validation/<view>/``)."""
 
@@ -83,6 +95,8 @@ class SiteInputs:
     latest_values: Mapping[tuple[str, str], Sequence[Any]] = field(default_factory=dict)
     """``(view, feature)`` -> the values of the latest committed partition (nulls left out)."""
     reports: Mapping[str, Sequence[ReportEntry]] = field(default_factory=dict)
+    online_drift: Mapping[tuple[str, str], Sequence[OnlinePsiPoint]] = field(default_factory=dict)
+    """``(view, feature)`` -> online-against-training PSI per ``ds`` and service."""
     freshness: Mapping[str, ViewFreshness] = field(default_factory=dict)
     drift_warn: float | None = None
     drift_fail: float | None = None
@@ -172,6 +186,7 @@ class FeaturePage:
     numeric: bool
     latest_ds: date | None
     latest_values: tuple[Any, ...]
+    online_drift: tuple[OnlinePsiPoint, ...]
     drift_warn: float | None
     drift_fail: float | None
 
@@ -284,6 +299,11 @@ def build_site_model(inputs: SiteInputs) -> SitePages:
                     numeric=feature.dtype in semantics.NUMERIC_DTYPES,
                     latest_ds=latest_ds,
                     latest_values=tuple(inputs.latest_values.get((name, feature.name), ())),
+                    online_drift=tuple(
+                        sorted(
+                            inputs.online_drift.get((name, feature.name), ()), key=lambda p: (p.ds, p.service)
+                        )
+                    ),
                     drift_warn=inputs.drift_warn,
                     drift_fail=inputs.drift_fail,
                 )

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from skewless.catalog_site.model import StatsPoint
+from skewless.catalog_site.model import OnlinePsiPoint, StatsPoint
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -118,19 +118,38 @@ def null_rate_svg(points: Sequence[StatsPoint], salt: str) -> str | None:
     return to_svg(figure, salt)
 
 
-def drift_svg(points: Sequence[StatsPoint], warn: float | None, fail: float | None, salt: str) -> str | None:
-    """PSI of each ``ds`` against its reference window, with the warn and fail thresholds."""
+def drift_svg(
+    points: Sequence[StatsPoint],
+    warn: float | None,
+    fail: float | None,
+    salt: str,
+    online: Sequence[OnlinePsiPoint] = (),
+) -> str | None:
+    """PSI of each ``ds`` against its reference window, and of the sampled online values against
+    the training statistics per service, with the warn and fail thresholds."""
     days, values = _present(points, "psi")
-    if not values:
+    services = sorted({p.service for p in online if p.psi is not None})
+    if not values and not services:
         return None
     figure, axes = _figure()
-    axes.plot(days, values, "-", marker="o", markersize=3, color="tab:green", label="PSI")
+    if values:
+        axes.plot(days, values, "-", marker="o", markersize=3, color="tab:green", label="PSI (offline)")
+    for service in services:
+        mine = [p for p in online if p.service == service and p.psi is not None]
+        axes.plot(
+            _days([p.ds for p in mine]),
+            [float(p.psi) for p in mine if p.psi is not None],
+            ":",
+            marker="s",
+            markersize=3,
+            label=f"online vs training ({service})",
+        )
     for threshold, name, color in ((warn, "warn", "tab:orange"), (fail, "fail", "tab:red")):
         if threshold is not None:
             axes.axhline(threshold, color=color, linestyle="--", linewidth=1, label=f"{name} {threshold:g}")
     axes.set_ylim(bottom=0)
     axes.set_title("Drift: PSI against the reference window", loc="left", fontsize=10)
-    axes.legend(fontsize=8, ncols=3, loc="upper left", frameon=False)
+    axes.legend(fontsize=8, ncols=2, loc="upper left", frameon=False)
     _dates(axes)
     return to_svg(figure, salt)
 

@@ -251,8 +251,8 @@ def _freshness_section(freshness: ViewFreshness | None) -> str:
         [
             ("SLA", _e(sla)),
             ("state", state),
-            ("offline", _e(freshness.offline.describe())),
-            ("online", _e(freshness.online.describe())),
+            ("offline", _e(freshness.offline.describe().removeprefix("offline "))),
+            ("online", _e(freshness.online.describe().removeprefix("online "))),
             ("as of", _e(freshness.now.isoformat(timespec="seconds"))),
         ]
     )
@@ -361,7 +361,7 @@ def render_feature(page: FeaturePage, generated: str) -> str:
     plots_html += _plot(plots.null_rate_svg(series, f"{salt}.n"), "null-rate", "No null rates recorded yet.")
     if page.numeric:
         plots_html += _plot(
-            plots.drift_svg(series, page.drift_warn, page.drift_fail, f"{salt}.psi"),
+            plots.drift_svg(series, page.drift_warn, page.drift_fail, f"{salt}.psi", page.online_drift),
             "drift",
             "No PSI yet (drift needs committed reference days before a ds).",
         )

@@ -312,6 +312,33 @@ def partition_columns(uri: str, ds_range: tuple[date, date]) -> dict[date, froze
     return out
 
 
+def footer_counts(folder: str, columns: Sequence[str]) -> tuple[int, dict[str, int]] | None:
+    """Rows, and nulls of ``columns``, of the Parquet files under a local ``folder``, from their footers.
+
+    Spark writes a null count for every column chunk, so staged rows are counted without reading
+    them. None when the folder is remote or a footer lacks a count: then count with Spark.
+    """
+    import pyarrow.parquet as pq
+
+    if is_remote(folder):
+        return None
+    rows, nulls = 0, dict.fromkeys(columns, 0)
+    for path in sorted(Path(folder).rglob("*.parquet")):
+        metadata = pq.read_metadata(path)
+        rows += metadata.num_rows
+        names = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
+        for column in columns:
+            if column not in names:
+                return None
+            index = names.index(column)
+            for group in range(metadata.num_row_groups):
+                stats = metadata.row_group(group).column(index).statistics
+                if stats is None or not stats.has_null_count:
+                    return None
+                nulls[column] += stats.null_count
+    return rows, nulls
+
+
 class _StagedWrites:
     """What both implementations share: a replace is stage + commit, and staged rows are Parquet."""
 

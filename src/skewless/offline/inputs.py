@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +32,7 @@ from skewless.offline.storage_options import storage_options
 if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
     from pyspark.sql import Column, DataFrame, SparkSession
 
     from skewless.compile.compiler import SourceColumnReader
@@ -476,9 +477,13 @@ def file_stats(
 
 def _footer_time_range(handle: pa.NativeFile, column: str) -> tuple[tuple[int, int] | None, bool]:
     import pyarrow.parquet as pq
+
+    return _metadata_time_range(pq.read_metadata(handle), column)
+
+
+def _metadata_time_range(metadata: pq.FileMetaData, column: str) -> tuple[tuple[int, int] | None, bool]:
     import pyarrow.types as pat
 
-    metadata = pq.read_metadata(handle)
     arrow_schema = metadata.schema.to_arrow_schema()
     index = next((i for i in range(metadata.num_columns) if metadata.schema.column(i).path == column), None)
     if index is None or column not in arrow_schema.names:
@@ -542,3 +547,57 @@ def _datetime_micros(value: datetime) -> int:
     moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+@dataclass(frozen=True)
+class FooterCounts:
+    """Row count, null counts and timestamp range of an input, from its Parquet footers alone."""
+
+    rows: int
+    nulls: dict[str, int]
+    time_range: tuple[int, int] | None
+    """Min and max of the timestamp column in UTC microseconds (None: no non-null value)."""
+
+
+def footer_counts(inputs: InputSet, timestamp_column: str, columns: Sequence[str]) -> FooterCounts | None:
+    """What one pass over the rows would count, read from the Parquet footers (no Spark).
+
+    Parquet statistics are exact: the row count, each column chunk's null count and the
+    timestamp's min/max (in the reader's microseconds, docs/inputs.md). None when any file lacks
+    one of them (an INT96 or string timestamp, a hive partition column, a Delta input, a writer
+    that skips statistics): the caller then counts with Spark.
+    """
+    import pyarrow.parquet as pq
+
+    if inputs.format != "parquet":
+        return None
+    filesystem, _ = _filesystem(inputs.uri)
+    rows, nulls, lows, highs = 0, dict.fromkeys(columns, 0), [], []
+    for item in inputs.files:
+        path = item.path.split("://", 1)[1] if _is_remote(item.path) else item.path
+        try:
+            with filesystem.open_input_file(path) as handle:
+                metadata = pq.read_metadata(handle)
+        except (OSError, ValueError):
+            return None
+        names = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
+        for column in {*columns, timestamp_column}:
+            if column not in names:
+                return None
+        time_range, no_values = _metadata_time_range(metadata, timestamp_column)
+        if time_range is None and not no_values and metadata.num_rows:
+            return None
+        if time_range is not None:
+            lows.append(time_range[0])
+            highs.append(time_range[1])
+        rows += metadata.num_rows
+        for column in columns:
+            index = names.index(column)
+            for group in range(metadata.num_row_groups):
+                if metadata.row_group(group).num_rows == 0:
+                    continue
+                stats = metadata.row_group(group).column(index).statistics
+                if stats is None or not stats.has_null_count:
+                    return None
+                nulls[column] += stats.null_count
+    return FooterCounts(rows, nulls, (min(lows), max(highs)) if lows else None)

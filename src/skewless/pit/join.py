@@ -100,25 +100,50 @@ def prepare_spine(spine: DataFrame, requests: Sequence[ViewRequest], timestamp_c
     return spine.withColumns(casts)
 
 
-def spine_stats(spine: DataFrame, requests: Sequence[ViewRequest], timestamp_column: str) -> SpineStats:
-    """One pass over the spine: row count, time range, and a clear error for null keys or times."""
+@dataclass(frozen=True)
+class SpineCounts:
+    """What :func:`spine_stats` needs, already known without reading the rows (Parquet footers)."""
+
+    rows: int
+    min_ts: datetime | None
+    max_ts: datetime | None
+    nulls: dict[str, int]
+    """Null count of the timestamp column and of each join key."""
+
+
+def checked_columns(requests: Sequence[ViewRequest], timestamp_column: str) -> list[str]:
+    """The spine columns that must not hold nulls: the timestamp and every join key."""
+    return [timestamp_column, *sorted({k for r in requests for k in r.view.key_names})]
+
+
+def spine_stats(
+    spine: DataFrame,
+    requests: Sequence[ViewRequest],
+    timestamp_column: str,
+    counts: SpineCounts | None = None,
+) -> SpineStats:
+    """Row count, time range, and a clear error for null keys or times.
+
+    One pass over the spine, or none when ``counts`` (from the files' footers) already tell.
+    """
     from pyspark.sql import functions as F
 
-    keys = sorted({k for r in requests for k in r.view.key_names})
-    checked = [timestamp_column, *keys]
-    row = spine.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.min(T).alias("min_ts"),
-        F.max(T).alias("max_ts"),
-        *[F.sum(F.col(c).isNull().cast("long")).alias(f"nulls_{i}") for i, c in enumerate(checked)],
-    ).first()
-    assert row is not None  # a global aggregate always returns one row
-    for index, column in enumerate(checked):
-        nulls = row[f"nulls_{index}"] or 0
-        if nulls:
+    checked = checked_columns(requests, timestamp_column)
+    if counts is None:
+        row = spine.agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.min(T).alias("min_ts"),
+            F.max(T).alias("max_ts"),
+            *[F.sum(F.col(c).isNull().cast("long")).alias(f"nulls_{i}") for i, c in enumerate(checked)],
+        ).first()
+        assert row is not None  # a global aggregate always returns one row
+        nulls = {c: int(row[f"nulls_{i}"] or 0) for i, c in enumerate(checked)}
+        counts = SpineCounts(int(row["rows"]), row["min_ts"], row["max_ts"], nulls)
+    for column in checked:
+        if counts.nulls.get(column):
             what = "timestamp" if column == timestamp_column else "join key"
-            raise SpineError(f"{nulls} row(s) with a null {what}", column=column)
-    return SpineStats(int(row["rows"]), row["min_ts"], row["max_ts"])
+            raise SpineError(f"{counts.nulls[column]} row(s) with a null {what}", column=column)
+    return SpineStats(counts.rows, counts.min_ts, counts.max_ts)
 
 
 def feature_ds_range(view: ViewSpec, stats: SpineStats) -> tuple[date, date] | None:
