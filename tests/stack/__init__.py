@@ -1,0 +1,1 @@
+"""The production-shaped Airflow stack (PostgreSQL, api-server, scheduler, dag-processor)."""
