@@ -77,7 +77,9 @@ def validate(context: Context, defs: str | None, deep: bool) -> int:
         deep_validate(get_spark(context.settings), context.settings, manifest)
     click.echo(
         f"OK: {len(manifest.entities)} entities, {len(manifest.sources)} sources, "
-        f"{len(manifest.views)} views, {len(manifest.services)} services"
+        f"{len(manifest.views)} views, "
+        + (f"{len(manifest.on_demand_views)} on-demand views, " if manifest.on_demand_views else "")
+        + f"{len(manifest.services)} services"
         + (" (sources checked)" if deep else "")
     )
     return 0
@@ -410,7 +412,8 @@ def task_stats(context: Context, view: str, start: datetime, end: datetime) -> i
     "entities",
     multiple=True,
     required=True,
-    help="One entity: key=value[,key=value] or a JSON object; repeat for more entities.",
+    help="One entity: key=value[,key=value] or a JSON object, with the request fields of on-demand "
+    "features (e.g. merchant_id=m1,amount=120.5); repeat for more entities.",
 )
 @click.option(
     "--at",

@@ -213,7 +213,10 @@ class OnDemandSpec(Frozen):
     features: tuple[FeatureSpec, ...]
     description: str | None = None
     owner: str | None = None
+    tags: tuple[str, ...] | None = None
     content_hash: str
+
+    omit_when_none: ClassVar[frozenset[str]] = CATALOG_FIELDS
 
     @property
     def module_name(self) -> str:

@@ -44,6 +44,7 @@ from skewless.spec.models import (
     AggregationView,
     Entity,
     OnDemand,
+    OnDemandFeature,
     Service,
     SnapshotFeature,
     SnapshotView,
@@ -459,8 +460,7 @@ class _Compiler:
                     f"{feature.function!r} needs a numeric column, but dtype is {feature.dtype}",
                 )
             )
-        declared = source is not None and source.columns is not None and feature.column in source.columns
-        self._list_parameters(item, path, feature, column_dtype, declared)
+        self._list_parameters(item, path, feature, column_dtype)
         percentiles = _percentile_levels(feature.percentile)
         source_dtype = column_dtype or feature.dtype
         if column_dtype is None and feature.dtype is not None and feature.function in LIST_OF_VALUES:
@@ -516,13 +516,8 @@ class _Compiler:
         path: tuple[str | int, ...],
         feature: AggregationFeature,
         column_dtype: str | None,
-        declared: bool,
     ) -> None:
-        """``k`` and ``percentile`` where the function takes them, in range; list element types.
-
-        ``declared``: the column's type is declared under the source's ``columns`` (not only read
-        from its files, which the registry does not keep).
-        """
+        """``k`` and ``percentile`` where the function takes them, in range; list element types."""
         function = feature.function
         if function in NEEDS_K and feature.k is None:
             self.problems.append(item.problem((*path, "k"), f"function {function!r} needs k, e.g. k: 5"))
@@ -557,15 +552,7 @@ class _Compiler:
                     )
             if len(set(levels)) != len(levels):
                 self.problems.append(item.problem((*path, "percentile"), "a level is listed twice"))
-        if function == "top_k_counts" and feature.column is not None and not declared:
-            self.problems.append(
-                item.problem(
-                    (*path, "column"),
-                    f"top_k_counts needs the type of {feature.column!r} declared under the source's "
-                    "columns (its counts do not carry the values' type, which the daily tiles store)",
-                )
-            )
-        if function in (*LIST_OF_VALUES, "top_k_counts") and column_dtype is not None:
+        if function in LIST_OF_VALUES and column_dtype is not None:
             allowed = TOP_K_ELEMENTS if function != "last_k" else LAST_K_ELEMENTS
             if column_dtype not in allowed:
                 self.problems.append(
@@ -716,7 +703,12 @@ class _Compiler:
             "inputs": [i.model_dump() for i in inputs],
         }
         features = tuple(
-            FeatureSpec(name=f.name, dtype=f.dtype, meaning_hash=sha256_of({**base, "dtype": f.dtype}))
+            FeatureSpec(
+                name=f.name,
+                dtype=f.dtype,
+                meaning_hash=sha256_of({**base, "dtype": f.dtype}),
+                **catalog_fields(f),
+            )
             for f in spec.features
         )
         draft = OnDemandSpec(
@@ -728,8 +720,7 @@ class _Compiler:
             request=request,
             inputs=inputs,
             features=features,
-            description=spec.description,
-            owner=spec.owner,
+            **catalog_fields(spec),
             content_hash="",
         )
         return draft.model_copy(
@@ -785,7 +776,15 @@ def _percentile_levels(value: float | tuple[float, ...] | None) -> tuple[float, 
 
 
 def catalog_fields(
-    obj: Entity | Source | AggregationView | SnapshotView | AggregationFeature | SnapshotFeature | Service,
+    obj: Entity
+    | Source
+    | AggregationView
+    | SnapshotView
+    | AggregationFeature
+    | SnapshotFeature
+    | Service
+    | OnDemand
+    | OnDemandFeature,
 ) -> dict[str, Any]:
     """``description``, ``owner`` and ``tags`` as the manifest carries them (unset: None, left out
     of the JSON); never part of a meaning hash (docs/catalog.md)."""

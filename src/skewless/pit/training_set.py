@@ -92,7 +92,6 @@ def point_in_time(
     *,
     method: str = "auto",
     versions: dict[str, int | None] | None = None,
-    spine_files: InputSet | None = None,
 ) -> tuple[DataFrame, dict[str, PinnedTable], int]:
     """Join ``spine`` with the requested features; returns the frame, pinned tables and spine rows.
 
@@ -105,10 +104,7 @@ def point_in_time(
     check_request_columns(spine, request)
     tables = delta_tables(spark)
     prepared = join.prepare_spine(spine, stored, timestamp_column)
-    # The spine's files (when it came from a path) answer its checks from their footers.
-    counts = None if spine_files is None else spine_counts(spine_files, stored, timestamp_column)
-    stats = join.spine_stats(prepared, stored, timestamp_column, counts)
-    log.info("spine: %d rows, %s..%s", stats.rows, stats.min_ts, stats.max_ts)
+    stats = join.spine_stats(prepared, stored, timestamp_column)
     result = prepared
     pinned: dict[str, PinnedTable] = {}
     for view_request in stored:
@@ -126,7 +122,6 @@ def point_in_time(
         exact = (
             method == "auto"
             and version is not None
-            and view.kind == "aggregation"
             and join.boundary_join_is_exact(view, stats, tables.partitions(uri, version))
         )
         path: Literal["boundary", "asof"] = "boundary" if exact else "asof"
@@ -136,21 +131,6 @@ def point_in_time(
         pinned[view.name] = PinnedTable(uri=uri, version=version, path=path)
     joined = join.restore_spine_columns(result, spine.columns, stored)
     return with_on_demand(joined, request, spine.columns, timestamp_column), pinned, stats.rows
-
-
-def spine_counts(
-    spine: InputSet, requests: Sequence[ViewRequest], timestamp_column: str
-) -> join.SpineCounts | None:
-    """The spine's row count, null counts and time range from its Parquet footers (no Spark pass);
-    None when a footer does not tell (then :func:`skewless.pit.join.spine_stats` counts)."""
-    from skewless.offline.inputs import footer_counts
-    from skewless.semantics import from_micros
-
-    counted = footer_counts(spine, timestamp_column, join.checked_columns(requests, timestamp_column))
-    if counted is None:
-        return None
-    low, high = (None, None) if counted.time_range is None else map(from_micros, counted.time_range)
-    return join.SpineCounts(counted.rows, low, high, counted.nulls)
 
 
 def inspect_spine(path: str, delta_version: int | None = None) -> InputSet:
@@ -203,30 +183,57 @@ def build_training_set(
     """
     requests = resolve_features(manifest, features=features, service=service)
     refuse_existing(out)
-    log.info("reading the spine %s", spine.uri)
     frame, pinned, rows = point_in_time(
-        spark,
-        settings,
-        manifest,
-        read_spine(spark, spine),
-        requests,
-        timestamp_column,
-        method=method,
-        spine_files=spine,
+        spark, settings, manifest, read_spine(spark, spine), requests, timestamp_column, method=method
     )
-    write_output(spark, frame, out, output_format)
-    log.info("wrote %d rows to %s", rows, out)
+    return write_training_set(
+        spark,
+        manifest,
+        JoinedFrame(frame, pinned, rows, requests),
+        out=out,
+        spine=spine,
+        service=service,
+        timestamp_column=timestamp_column,
+        output_format=output_format,
+        method=method,
+    )
+
+
+@dataclass(frozen=True)
+class JoinedFrame:
+    """A point-in-time join not written yet: the rows, the pinned tables and what was requested."""
+
+    frame: DataFrame
+    tables: dict[str, PinnedTable]
+    spine_rows: int
+    request: FeatureRequest
+
+
+def write_training_set(
+    spark: SparkSession,
+    manifest: Manifest,
+    joined: JoinedFrame,
+    *,
+    out: str,
+    spine: InputSet | None,
+    service: str | None,
+    timestamp_column: str,
+    output_format: OutputFormat = "parquet",
+    method: str = "auto",
+) -> TrainingSetManifest:
+    """Write a joined frame and its manifest beside it (``spine`` None: the spine was a DataFrame)."""
+    write_output(spark, joined.frame, out, output_format)
     record = TrainingSetManifest(
         created_at=datetime.now(UTC),
         registry_hash=manifest.registry_hash,
-        features=requests.refs,
+        features=joined.request.refs,
         service=service,
-        spine_path=spine.uri,
-        spine_rows=rows,
-        spine_fingerprint=spine.fingerprint,
-        spine_delta_version=spine.delta_version,
+        spine_path=None if spine is None else spine.uri,
+        spine_rows=joined.spine_rows,
+        spine_fingerprint=None if spine is None else spine.fingerprint,
+        spine_delta_version=None if spine is None else spine.delta_version,
         timestamp_column=timestamp_column,
-        tables=pinned,
+        tables=joined.tables,
         output_path=out,
         output_format=output_format,
         method="asof" if method == "asof" else "auto",
@@ -306,7 +313,6 @@ def rebuild_training_set(
         record.timestamp_column,
         method=record.method,
         versions=versions,
-        spine_files=rebuild.spine,
     )
     if rows != record.spine_rows:
         raise SkewlessError(
@@ -404,13 +410,14 @@ def get_training_set(
     settings = settings or load_settings()
     manifest = manifest or require_registry(settings.registry_uri)
     spark = spark or get_spark(settings)
-    frame = _as_spark(spark, spine, timestamp_column)
+    frame = as_spark_spine(spark, spine, timestamp_column)
     requests = resolve_features(manifest, features=features, service=service)
     result, _, _ = point_in_time(spark, settings, manifest, frame, requests, timestamp_column, method=method)
     return result
 
 
-def _as_spark(spark: SparkSession, spine: Any, timestamp_column: str) -> DataFrame:
+def as_spark_spine(spark: SparkSession, spine: Any, timestamp_column: str) -> DataFrame:
+    """A spine given as a Spark or pandas DataFrame, as a Spark DataFrame."""
     from pyspark.sql import DataFrame as SparkDataFrame
 
     if isinstance(spine, SparkDataFrame):

@@ -318,7 +318,9 @@ FUNCTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_
 class OnDemandFeature(Spec):
     name: Name
     dtype: DType
-    description: str | None = None
+    description: Description | None = None
+    owner: Owner | None = None
+    tags: Tags = ()
 
 
 class OnDemand(Spec):
@@ -332,8 +334,9 @@ class OnDemand(Spec):
     request: dict[Name, ColumnType] = Field(default_factory=dict)
     inputs: tuple[FeatureRefText, ...] = ()
     features: tuple[OnDemandFeature, ...] = Field(min_length=1)
-    description: str | None = None
-    owner: str | None = None
+    description: Description | None = None
+    owner: Owner | None = None
+    tags: Tags = ()
 
 
 SpecObject = Entity | Source | AggregationView | SnapshotView | Service | OnDemand
