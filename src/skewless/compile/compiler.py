@@ -460,7 +460,8 @@ class _Compiler:
                     f"{feature.function!r} needs a numeric column, but dtype is {feature.dtype}",
                 )
             )
-        self._list_parameters(item, path, feature, column_dtype)
+        declared = source is not None and source.columns is not None and feature.column in source.columns
+        self._list_parameters(item, path, feature, column_dtype, declared)
         percentiles = _percentile_levels(feature.percentile)
         source_dtype = column_dtype or feature.dtype
         if column_dtype is None and feature.dtype is not None and feature.function in LIST_OF_VALUES:
@@ -516,8 +517,13 @@ class _Compiler:
         path: tuple[str | int, ...],
         feature: AggregationFeature,
         column_dtype: str | None,
+        declared: bool,
     ) -> None:
-        """``k`` and ``percentile`` where the function takes them, in range; list element types."""
+        """``k`` and ``percentile`` where the function takes them, in range; list element types.
+
+        ``declared``: the column's type is declared under the source's ``columns`` (not only read
+        from its files, which the registry does not keep).
+        """
         function = feature.function
         if function in NEEDS_K and feature.k is None:
             self.problems.append(item.problem((*path, "k"), f"function {function!r} needs k, e.g. k: 5"))
@@ -552,7 +558,15 @@ class _Compiler:
                     )
             if len(set(levels)) != len(levels):
                 self.problems.append(item.problem((*path, "percentile"), "a level is listed twice"))
-        if function in LIST_OF_VALUES and column_dtype is not None:
+        if function == "top_k_counts" and feature.column is not None and not declared:
+            self.problems.append(
+                item.problem(
+                    (*path, "column"),
+                    f"top_k_counts needs the type of {feature.column!r} declared under the source's "
+                    "columns (its counts do not carry the values' type, which the daily tiles store)",
+                )
+            )
+        if function in (*LIST_OF_VALUES, "top_k_counts") and column_dtype is not None:
             allowed = TOP_K_ELEMENTS if function != "last_k" else LAST_K_ELEMENTS
             if column_dtype not in allowed:
                 self.problems.append(

@@ -92,6 +92,7 @@ def point_in_time(
     *,
     method: str = "auto",
     versions: dict[str, int | None] | None = None,
+    spine_files: InputSet | None = None,
 ) -> tuple[DataFrame, dict[str, PinnedTable], int]:
     """Join ``spine`` with the requested features; returns the frame, pinned tables and spine rows.
 
@@ -104,7 +105,10 @@ def point_in_time(
     check_request_columns(spine, request)
     tables = delta_tables(spark)
     prepared = join.prepare_spine(spine, stored, timestamp_column)
-    stats = join.spine_stats(prepared, stored, timestamp_column)
+    # The spine's files (when it came from a path) answer its checks from their footers.
+    counts = None if spine_files is None else spine_counts(spine_files, stored, timestamp_column)
+    stats = join.spine_stats(prepared, stored, timestamp_column, counts)
+    log.info("spine: %d rows, %s..%s", stats.rows, stats.min_ts, stats.max_ts)
     result = prepared
     pinned: dict[str, PinnedTable] = {}
     for view_request in stored:
@@ -122,6 +126,7 @@ def point_in_time(
         exact = (
             method == "auto"
             and version is not None
+            and view.kind == "aggregation"
             and join.boundary_join_is_exact(view, stats, tables.partitions(uri, version))
         )
         path: Literal["boundary", "asof"] = "boundary" if exact else "asof"
@@ -131,6 +136,21 @@ def point_in_time(
         pinned[view.name] = PinnedTable(uri=uri, version=version, path=path)
     joined = join.restore_spine_columns(result, spine.columns, stored)
     return with_on_demand(joined, request, spine.columns, timestamp_column), pinned, stats.rows
+
+
+def spine_counts(
+    spine: InputSet, requests: Sequence[ViewRequest], timestamp_column: str
+) -> join.SpineCounts | None:
+    """The spine's row count, null counts and time range from its Parquet footers (no Spark pass);
+    None when a footer does not tell (then :func:`skewless.pit.join.spine_stats` counts)."""
+    from skewless.offline.inputs import footer_counts
+    from skewless.semantics import from_micros
+
+    counted = footer_counts(spine, timestamp_column, join.checked_columns(requests, timestamp_column))
+    if counted is None:
+        return None
+    low, high = (None, None) if counted.time_range is None else map(from_micros, counted.time_range)
+    return join.SpineCounts(counted.rows, low, high, counted.nulls)
 
 
 def inspect_spine(path: str, delta_version: int | None = None) -> InputSet:
@@ -183,8 +203,16 @@ def build_training_set(
     """
     requests = resolve_features(manifest, features=features, service=service)
     refuse_existing(out)
+    log.info("reading the spine %s", spine.uri)
     frame, pinned, rows = point_in_time(
-        spark, settings, manifest, read_spine(spark, spine), requests, timestamp_column, method=method
+        spark,
+        settings,
+        manifest,
+        read_spine(spark, spine),
+        requests,
+        timestamp_column,
+        method=method,
+        spine_files=spine,
     )
     return write_training_set(
         spark,
@@ -223,6 +251,7 @@ def write_training_set(
 ) -> TrainingSetManifest:
     """Write a joined frame and its manifest beside it (``spine`` None: the spine was a DataFrame)."""
     write_output(spark, joined.frame, out, output_format)
+    log.info("wrote %d rows to %s", joined.spine_rows, out)
     record = TrainingSetManifest(
         created_at=datetime.now(UTC),
         registry_hash=manifest.registry_hash,
@@ -313,6 +342,7 @@ def rebuild_training_set(
         record.timestamp_column,
         method=record.method,
         versions=versions,
+        spine_files=rebuild.spine,
     )
     if rows != record.spine_rows:
         raise SkewlessError(
