@@ -307,12 +307,12 @@ def _materialize(
     result = materialize_task(view, first, last, settings=context.settings, transport=transport)
     days = str(first) if first == last else f"{first}..{last}"
     click.echo(
-        f"{result.view}: published ds {days}: {result.rows} rows ({result.tombstones} tombstones); "
-        f"{result.written} written, {result.kept_newer} kept (newer in Redis), "
-        f"{result.already_expired} already expired"
+        f"{view}: published ds {days}: {result['rows']} rows ({result['tombstones']} tombstones); "
+        f"{result['written']} written, {result['kept_newer']} kept (newer in Redis), "
+        f"{result['already_expired']} already expired"
     )
-    if result.days_without_rows:
-        missing = ", ".join(map(str, result.days_without_rows))
+    if result["days_without_rows"]:
+        missing = ", ".join(map(str, result["days_without_rows"]))
         click.echo(f"warning: no committed rows for ds {missing} (not computed yet?)", err=True)
     return 0
 
