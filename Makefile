@@ -10,7 +10,7 @@ export TZ := UTC
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYTHONHASHSEED := 0
 
-.PHONY: help install redis-server chromium postgresql airflow lint typecheck test test-unit demo bench lock clean
+.PHONY: help install redis-server chromium postgresql airflow lint typecheck test test-unit test-cluster pyfiles demo bench lock clean
 
 help:
 	@echo "make demo   - run the whole pipeline end to end on embedded defaults"
@@ -64,6 +64,15 @@ test: install redis-server chromium postgresql lint typecheck
 test-unit: install
 	$(BIN)/pytest tests/unit
 
+# A Spark standalone master + 2 workers on loopback; the jobs there equal local mode (docs/cluster.md).
+# `make test` runs these too (tests/cluster is under tests/).
+test-cluster: install redis-server
+	$(BIN)/pytest tests/cluster
+
+# skewless for spark-submit --py-files / spark.submit.pyFiles (docs/cluster.md).
+pyfiles: install
+	$(BIN)/python scripts/build_pyfiles.py dist/skewless.zip
+
 # Airflow as in production on this machine (PostgreSQL, api-server, scheduler, dag-processor):
 # prints the UI address and login, runs until Ctrl-C (docs/airflow.md).
 airflow: install redis-server postgresql
@@ -80,4 +89,4 @@ lock: install
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --quiet -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info src/*.egg-info

@@ -43,6 +43,11 @@ class ConfigError(SkewlessError):
     """A missing or malformed configuration value."""
 
 
+class ConnectUnsupported(SkewlessError):
+    """An operation that needs a classic Spark session (executors running skewless's Python, the
+    JVM gateway) was given a Spark Connect session; the message names the supported route."""
+
+
 class RegistryError(SkewlessError):
     """The deployed registry is missing, unreadable or incompatible."""
 

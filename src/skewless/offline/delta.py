@@ -677,8 +677,15 @@ class NativeDeltaTables(_StagedWrites):
         return version
 
     def discard(self, staged: Staged) -> None:
+        from skewless.runtime.spark import require_classic
+
+        require_classic(
+            self.spark,
+            f"discarding the staged rows at {staged.path} with delta-spark (Hadoop's FileSystem)",
+            "remove that folder by hand, or run the job with a classic session (spark-submit)",
+        )
         jvm = self.spark.sparkContext._jvm  # Hadoop's FileSystem handles every scheme Spark writes
-        if jvm is None:  # pragma: no cover - only in Spark Connect sessions
+        if jvm is None:  # pragma: no cover - a classic session always has a JVM
             raise TableError("cannot remove staged files without a JVM session")
         path = jvm.org.apache.hadoop.fs.Path(staged.path)
         path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)

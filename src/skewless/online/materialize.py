@@ -82,7 +82,14 @@ def materialize(
     from skewless.offline.delta import delta_tables
     from skewless.offline.jobs import days_between
     from skewless.offline.schemas import view_schema
+    from skewless.runtime.spark import require_classic
 
+    require_classic(
+        spark,
+        "materialize (executors write to Redis with foreachPartition/mapInArrow and accumulators)",
+        "run `skewless materialize` (or the DAG's materialize task) with spark.master local[N] or "
+        "spark://..., or spark-submit jobs/view_task.py materialize",
+    )
     view = manifest.view(view_name)
     end = end or start
     days = days_between(start, end)
