@@ -172,3 +172,51 @@ def test_a_narrow_key_column_feeds_an_int64_key(tmp_path: Path) -> None:
     head = HEAD.replace("join_keys: {merchant_id: string}", "join_keys: {merchant_id: int64}")
     manifest = compile_view(tmp_path, "- {name: n, function: count, window: 1d}", head=head)
     assert manifest.view("v").join_keys[0].dtype == "int64"  # type: ignore[attr-defined]
+
+
+def test_the_validation_suite_checks_declared_lengths(tmp_path: Path) -> None:
+    from skewless.validate.suite import build_checks, length_column
+
+    manifest = compile_view(
+        tmp_path,
+        """
+        - {name: emb, dtype: "array<float32>", length: 4}
+        - {name: free, dtype: "array<float32>", column: emb}
+        """,
+        kind="snapshot",
+    )
+    checks = [c for c in build_checks(manifest.view("v")) if c.origin == "default"]  # type: ignore[attr-defined]
+    lengths = [c for c in checks if c.columns == (length_column("emb"),)]
+    assert [(c.kind, c.min_value, c.max_value, c.name) for c in lengths] == [
+        ("between", 4, 4, "between(length(emb), 4..4)")
+    ]
+    assert not [c for c in checks if c.columns == (length_column("free"),)]
+
+
+def test_top_k_counts_needs_the_column_type_declared(tmp_path: Path) -> None:
+    from skewless.compile.compiler import SourceColumns
+
+    undeclared = KEYED[: KEYED.index("  columns:")] + "---\n"
+    (tmp_path / "defs.yaml").write_text(
+        undeclared
+        + textwrap.dedent(
+            """\
+            view:
+              name: v
+              version: 1
+              kind: aggregation
+              entity: merchant
+              source: txns
+              ttl: 2d
+              features:
+                - {name: top, function: top_k, column: category, k: 2, window: 7d}
+                - {name: top_n, function: top_k_counts, column: category, k: 2, window: 7d}
+            """
+        ),
+        encoding="utf-8",
+    )
+    types = {"merchant_id": "string", "category": "string", "ts": "timestamp"}
+    with pytest.raises(SpecError) as caught:
+        compile_tree(tmp_path, read_columns=lambda source: SourceColumns(types, "read from files"))
+    (problem,) = caught.value.problems
+    assert "view.features[1].column: top_k_counts needs the type of 'category' declared" in str(problem)
