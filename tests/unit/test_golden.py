@@ -58,6 +58,12 @@ def test_compiling_twice_is_identical() -> None:
     assert compile_tree(EXAMPLES).to_json() == compile_tree(EXAMPLES).to_json()
 
 
+def copy_on_demand_modules(root: Path) -> None:
+    """On-demand functions' modules, at the root of a copied tree (feature_defs/ is on the import path)."""
+    for module in EXAMPLES.rglob("*.py"):
+        (root / module.name).write_text(module.read_text(encoding="utf-8"), encoding="utf-8")
+
+
 def test_renamed_files_and_reordered_documents_compile_identically(tmp_path: Path) -> None:
     files = example_files()
     assert any(len(documents_of(f)) > 1 for f in files), "no file with several documents to reorder"
@@ -69,6 +75,7 @@ def test_renamed_files_and_reordered_documents_compile_identically(tmp_path: Pat
         docs = documents_of(path)[::-1]
         target = folder / f"{path.stem[::-1]}.yml"
         target.write_text("\n---\n".join(doc.strip("\n") for doc in docs) + "\n", encoding="utf-8")
+    copy_on_demand_modules(copy)
     assert compile_tree(copy).to_json() == compile_tree(EXAMPLES).to_json()
 
 
@@ -83,4 +90,5 @@ def test_all_documents_reserialised_in_one_shuffled_file_compile_identically(tmp
     single.write_text(
         yaml.safe_dump_all(shuffled, sort_keys=True, default_flow_style=False), encoding="utf-8"
     )
+    copy_on_demand_modules(tmp_path)
     assert compile_tree(single).to_json() == compile_tree(EXAMPLES).to_json()
