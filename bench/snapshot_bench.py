@@ -341,13 +341,74 @@ def measure(root: Path, users: int, spine_rows: int) -> dict[str, Any]:
     }
 
 
-def run(workdir: Path, scale: float) -> dict[str, Any]:
+def write_table_directly(root: Path, conf: Path) -> None:
+    """The view's Delta table written with delta-rs from the raw rows, as a backfill commits them
+    (keys, ds, feature_ts, created_ts, features): for timing the training set alone."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from deltalake import write_deltalake
+
+    from skewless.registry import require_registry
+    from skewless.runtime.settings import load_settings
+
+    settings = load_settings(str(conf))
+    view = require_registry(settings.registry_uri).view(VIEW)
+    raw = pq.read_table(root / "data" / "raw" / "driver_stats")
+    micros = np.asarray(raw["event_timestamp"].cast(pa.int64()))
+    ds = pa.array((micros // DAY_US).astype(np.int32), pa.date32())
+    table = raw.select(["driver_id"]).append_column("ds", ds)
+    table = table.append_column("feature_ts", raw["event_timestamp"]).append_column(
+        "created_ts", raw["created"]
+    )
+    for name in FEATURES:
+        table = table.append_column(name, raw[name])
+    write_deltalake(settings.table_uri(view.table), table, partition_by=["ds"], mode="overwrite")
+
+
+def measure_training_set(root: Path, users: int, spine_rows: int) -> dict[str, Any]:
+    """Only the training set against DuckDB, over a table written directly (no backfill)."""
+    root.mkdir(parents=True)
+    sizes, generate_seconds = timed(generate, root, users, spine_rows)
+    conf = _conf(root)
+    run_process(_skewless(conf, "apply"))
+    write_table_directly(root, conf)
+    raw, spine = root / "data" / "raw" / "driver_stats", str(root / "spine")
+    spark_out, duck_out = root / "training-set", root / "duckdb.parquet"
+    features = ",".join(f"{VIEW}:{f}" for f in FEATURES)
+    load_before = load_average()
+    training = _step(
+        run_process(
+            _skewless(conf, "training-set", "--features", features, "--spine", spine, "--out", str(spark_out))
+        ),
+        TRAINING_MARKERS,
+    )
+    duck = _step(run_process([sys.executable, "-c", DUCKDB, str(raw), spine, str(duck_out), str(TTL_DAYS)]))
+    return {
+        **sizes,
+        "generate_seconds": round(generate_seconds, 1),
+        "load_before": load_before,
+        "training_set_process": training,
+        "duckdb_asof_process": duck,
+        "agreement": compare(spark_out, duck_out, root / "spine"),
+        "training_set_vs_duckdb_whole_process": round(training["seconds"] / duck["seconds"], 2),
+        "training_set_vs_duckdb_peak_memory": round(training["peak_rss_mb"] / duck["peak_rss_mb"], 2),
+    }
+
+
+def run(workdir: Path, scale: float, sizes: tuple[str, ...] = ("small", "large")) -> dict[str, Any]:
     out: dict[str, Any] = {"targets": TARGETS}
-    out["small"] = measure(workdir / "small", int(USERS * scale), int(SPINE_ROWS * scale))
-    if scale >= 1:
+    if "small" in sizes:
+        out["small"] = measure(workdir / "small", int(USERS * scale), int(SPINE_ROWS * scale))
+    if "large" in sizes and scale >= 1:
         out["large"] = measure(workdir / "large", int(USERS * scale * LARGE), int(SPINE_ROWS * scale * LARGE))
+    if "large-training-set" in sizes:  # development: the join alone at the larger size
+        out["large_training_set"] = measure_training_set(
+            workdir / "large-training-set", int(USERS * scale * LARGE), int(SPINE_ROWS * scale * LARGE)
+        )
     return out
 
 
-if __name__ == "__main__":  # development: python -m bench.snapshot_bench SCALE FOLDER (kept)
-    print(json.dumps(run(Path(sys.argv[2]), float(sys.argv[1])), indent=2))
+if __name__ == "__main__":  # python -m bench.snapshot_bench SCALE FOLDER [small|large] (FOLDER kept)
+    chosen = tuple(sys.argv[3:]) or ("small", "large")
+    print(json.dumps(run(Path(sys.argv[2]), float(sys.argv[1]), chosen), indent=2))
