@@ -145,9 +145,10 @@ def spine(data_root: Path, out: Path, yesterday: date) -> int:
 
     dataset = ds.dataset(data_root / "raw" / "transactions", format="parquet", partitioning="hive")
     since = datetime.combine(yesterday - timedelta(days=6), datetime.min.time(), UTC)
+    # amount: the request field of the on-demand txn_risk features (their request_ts is the spine's time).
     table = dataset.to_table(
-        columns=["merchant_id", "customer_id", "ts", "is_fraud"], filter=pc.field("ts") >= since
-    ).rename_columns(["merchant_id", "customer_id", "event_timestamp", "is_fraud"])
+        columns=["merchant_id", "customer_id", "amount", "ts", "is_fraud"], filter=pc.field("ts") >= since
+    ).rename_columns(["merchant_id", "customer_id", "amount", "event_timestamp", "is_fraud"])
     import pyarrow.parquet as pq
 
     out.mkdir(parents=True, exist_ok=True)
@@ -262,19 +263,40 @@ def main() -> int:
 
         from skewless.online.client import OnlineClient
 
-        with step("online reads (same columns and values as the training join)"):
+        with step("online reads with request fields (same columns and values as the training join)"):
             with OnlineClient(settings, manifest) as client:
+                # amount is a request field of the on-demand txn_risk features, computed at request time.
                 entities = [
-                    {"merchant_id": "m0000", "customer_id": 7},
-                    {"merchant_id": "m0042", "customer_id": 1234},
-                    {"merchant_id": "never-seen", "customer_id": -1},
+                    {"merchant_id": "m0000", "customer_id": 7, "amount": 35.0},
+                    {"merchant_id": "m0042", "customer_id": 1234, "amount": 2400.0},
+                    {"merchant_id": "never-seen", "customer_id": -1, "amount": 10.0},
                 ]
                 started = time.perf_counter()
                 answers = client.get_online_features(entities, service="fraud_model_v1")
                 elapsed = (time.perf_counter() - started) * 1000
             for answer in answers:
                 print(f"    {json.dumps(answer, default=str)}")
-            print(f"    ({len(entities)} entities x 2 views in one round trip: {elapsed:.2f} ms)")
+            print(
+                f"    ({len(entities)} entities x 2 stored views in one round trip, then txn_risk:"
+                f" {elapsed:.2f} ms)"
+            )
+
+        from skewless import FeatureStore
+
+        with step("Python API (skewless.FeatureStore): a pandas entity_df, an on-demand feature"):
+            import pyarrow.parquet as pq
+
+            labels = pq.read_table(DEMO / "spines" / "fraud").to_pandas().head(5)
+            with FeatureStore(settings=settings, spark=spark) as store:
+                training = store.get_historical_features(
+                    entity_df=labels, features=["merchant_txn:txn_count_7d", "txn_risk:amount_zscore"]
+                )
+                print("    " + training.to_df().to_string(index=False).replace("\n", "\n    "))
+                online = store.get_online_features(
+                    features=["merchant_txn:txn_count_7d", "txn_risk:amount_zscore"],
+                    entity_rows=[{"merchant_id": "m0000", "amount": 35.0}],
+                )
+                print(f"    online: {online.to_dict()}")
 
         from skewless.online.skew import check_skew
 
