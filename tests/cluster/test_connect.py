@@ -48,7 +48,9 @@ spark = SparkSession.builder.remote(settings.spark.master).getOrCreate()
 assert is_connect(spark)
 frame = get_training_set(pd.read_parquet(sys.argv[2]), sys.argv[3].split(","), settings=settings, spark=spark)
 assert type(frame).__module__.startswith("pyspark.sql.connect"), type(frame)
-frame.toPandas().to_parquet(sys.argv[4])
+rows = frame.toPandas()
+rows.attrs = {}  # Connect attaches its plan metrics, which Parquet metadata cannot hold
+rows.to_parquet(sys.argv[4])
 """
 
 
