@@ -198,6 +198,8 @@ def compare_online(
     wanted = None if views is None else set(views)
     by_view: dict[str, list[str]] = {}
     for ref in spec.features:
+        if ref.view in manifest.on_demand_views:
+            continue  # computed at request time: no stored values, no training statistics
         view = manifest.view(ref.view)
         if (wanted is None or view.name in wanted) and view.feature(ref.feature).dtype in NUMERIC_DTYPES:
             by_view.setdefault(view.name, []).append(ref.feature)
