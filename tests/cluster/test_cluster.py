@@ -223,9 +223,7 @@ def test_cli_and_spark_submit_on_a_standalone_cluster_match_local_mode(
     env.pop("PYSPARK_DRIVER_PYTHON")  # the CLI runs where skewless is installed; executors do not
     for step in steps:
         args = [a.replace("{root}", str(d.tmp / "cluster")) for a in step]
-        out = _ok(_skewless(["--conf", str(remote), *args], env))
-        if step[0] == "materialize":
-            assert "0 kept (newer in Redis)" in out
+        _ok(_skewless(["--conf", str(remote), *args], env))
     ts_submit = d.tmp / "cluster" / "ts-submit"
     submitted = _ok(
         _spark_submit(
