@@ -286,7 +286,7 @@ def main() -> int:
         with step("Python API (skewless.FeatureStore): a pandas entity_df, an on-demand feature"):
             import pyarrow.parquet as pq
 
-            labels = pq.read_table(DEMO / "spines" / "fraud").to_pandas().head(5)
+            labels = pq.read_table(DEMO / "spines" / "fraud").to_pandas().tail(5)  # the latest: with values
             with FeatureStore(settings=settings, spark=spark) as store:
                 training = store.get_historical_features(
                     entity_df=labels, features=["merchant_txn:txn_count_7d", "txn_risk:amount_zscore"]
