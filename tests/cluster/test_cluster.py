@@ -194,8 +194,8 @@ def redis_contents(redis_server: LocalRedis, db: int) -> dict[bytes, tuple[Any, 
             else:
                 raw = client.get(key)
                 assert raw is not None
-                stored = decode(raw)
-                value = (stored.feature_ts, stored.layout, stored.features)
+                stored = decode(bytes(raw))  # type: ignore[arg-type]
+                value = (stored.feature_ts_us, stored.layout_id, stored.values)
             out[key] = (value, client.pexpiretime(key))
         return out
     finally:

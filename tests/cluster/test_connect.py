@@ -124,7 +124,7 @@ def test_backfill_and_get_training_set_over_spark_connect_match_local_mode(
         [str(VENV_BIN / "python"), str(script), str(conf), str(spine_path), ",".join(FEATURES), str(out)]
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    want = get_training_set(spine, FEATURES, settings=local, manifest=manifest, spark=spark).toPandas()
+    want: Any = get_training_set(spine, FEATURES, settings=local, manifest=manifest, spark=spark).toPandas()
     got = pd.read_parquet(out)
     order = ["account_id", "event_timestamp"]
     pd.testing.assert_frame_equal(
