@@ -103,7 +103,8 @@ def test_spine_checks_from_footers_equal_the_spark_pass(
             stats = join.spine_stats(prepared, requests, "event_timestamp", known)
         except join.SpineError as exc:
             return str(exc)
-        assert stats.min_ts is not None and stats.max_ts is not None
+        assert stats.min_ts is not None
+        assert stats.max_ts is not None
         return (stats.rows, semantics.to_micros(stats.min_ts), semantics.to_micros(stats.max_ts))
 
     from_spark = outcome(None)

@@ -41,6 +41,7 @@ EXPECTED_FEATURE_TS = "_skewless_expected_feature_ts"
 FEATURE_DATE = "_skewless_feature_date"
 """Snapshot views: the UTC date of ``feature_ts``."""
 
+
 def length_column(feature: str) -> str:
     """Helper column holding the number of elements of an array feature (null for a null array)."""
     return f"_skewless_length_{feature}"
