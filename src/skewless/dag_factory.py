@@ -321,17 +321,20 @@ class _Builder:
 
             return backfill_task(view, _date(start), _date(end))
 
+        # materialize and stats take the range the backfill committed, not the params: a backfill
+        # that re-read late input commits a wider range (docs/semantics.md, Late data).
         @task(task_id="materialize")
-        def materialize(view: str, start: str, end: str) -> dict[str, Any]:
+        def materialize(view: str, committed: Any) -> dict[str, Any]:
             from skewless.orchestration import materialize_task
 
-            return materialize_task(view, _date(start), _date(end))
+            return materialize_task(view, _date(committed["start"]), _date(committed["end"]))
 
         @task(task_id="stats")
-        def stats(view: str, start: str, end: str) -> dict[str, Any]:
+        def stats(view: str, committed: Any) -> dict[str, Any]:
             from skewless.orchestration import stats_task
 
-            return stats_task(view, _date(start), _date(end))
+            return stats_task(view, _date(committed["start"]), _date(committed["end"]))
 
-        args = ("{{ params.view }}", "{{ params.start }}", "{{ params.end }}")
-        backfill(*args) >> materialize(*args) >> stats(*args)
+        view = "{{ params.view }}"
+        committed = backfill(view, "{{ params.start }}", "{{ params.end }}")
+        materialize(view, committed) >> stats(view, committed)

@@ -366,12 +366,6 @@ def test_the_scheduler_catches_up_from_the_recorded_start_and_a_bad_partition_fa
     assert airflow.stats() == reference.stats()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: the backfill DAG's materialize and stats tasks use the params range, not the "
-    "range the backfill committed (extended to D2 by re-read input), so D2's statistics are not "
-    "recomputed as `skewless backfill` does",
-)
 @pytest.mark.timeout(1800)
 def test_an_operator_triggers_the_backfill_dag_through_the_rest_api(world: World) -> None:
     api, airflow, reference = world.api, world.airflow, world.reference
