@@ -197,3 +197,18 @@ def test_online_against_training_psi_joins_the_drift_plot(manifest: Manifest) ->
     assert "PSI (offline)" not in drift.group(1)  # no offline PSI recorded for this feature
     other = files["features/merchant_txn.amount_sum_7d.html"]
     assert 'data-plot="drift"><svg' not in other
+
+
+def test_the_example_definitions_with_an_on_demand_view_read_without_problems(tmp_path: Path) -> None:
+    """The site compiles the tree as `skewless validate` does: on-demand functions are looked up."""
+    from skewless.catalog_site.gather import read_definitions
+    from skewless.runtime.settings import load_settings
+
+    repo = Path(__file__).resolve().parents[2]
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(f"defs: {repo / 'feature_defs'}\ndata_root: {tmp_path}\noffline_root: {tmp_path}\n")
+    settings = load_settings(str(conf))
+    deployed = compile_tree(repo / "feature_defs")
+    definitions, problems = read_definitions(repo / "feature_defs", deployed, settings)
+    assert problems == []
+    assert definitions[("on_demand", "txn_risk")].matches_deployed

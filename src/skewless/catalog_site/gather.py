@@ -72,25 +72,21 @@ def read_definitions(
     defs: Path, deployed: Manifest, settings: Settings
 ) -> tuple[dict[tuple[str, str], Definition], list[str]]:
     """Each object of the YAML tree with its file:line and text, and whether it is what is deployed."""
-    from skewless.compile.compiler import compile_objects
+    from skewless.compile.compiler import compile_tree
+    from skewless.errors import SpecError
     from skewless.offline.inputs import source_column_reader
     from skewless.spec.loader import load_tree
-    from skewless.spec.models import Source
 
     if not defs.exists():
         return {}, [f"no definitions folder at {defs}: the view pages show no YAML"]
     tree = load_tree(defs)
     problems = []
-    read = source_column_reader(settings)
-    columns = {
-        item.obj.name: read(item.obj)
-        for item in tree.objects
-        if isinstance(item.obj, Source) and item.obj.columns is None
-    }
-    compiled, compile_problems = compile_objects(tree.objects, tree.unresolved, columns)
-    if tree.problems or compile_problems or compiled is None:
-        count = len(tree.problems) + len(compile_problems)
-        problems.append(f"{defs}: {count} problem(s) in the definitions (run skewless validate)")
+    compiled: Manifest | None
+    try:  # the same compile as `skewless validate` (on-demand functions and source columns included)
+        compiled = compile_tree(defs, source_column_reader(settings))
+    except SpecError as exc:
+        compiled = None
+        problems.append(f"{defs}: {len(exc.problems)} problem(s) in the definitions (run skewless validate)")
     texts: dict[str, list[str]] = {}
     out: dict[tuple[str, str], Definition] = {}
     root = defs.resolve() if defs.is_dir() else defs.resolve().parent
