@@ -28,6 +28,7 @@ from skewless.offline.jobs import days_between, run_view
 from skewless.offline.schemas import view_schema
 from skewless.online.client import OnlineClient
 from skewless.online.materialize import materialize
+from skewless.online.published import PUBLISHED_KEY
 from skewless.pit import request
 from skewless.pit.training_set import point_in_time as training_join
 from skewless.runtime.settings import Settings
@@ -256,7 +257,9 @@ def test_redis_crash_mid_run_fails_clearly_and_a_rerun_completes(spark: Any, tmp
             0,
             0,
         )
-        assert probe.dbsize() == count + 1  # the values and the layout document
+        # The values, the layout document and the published-ds marker (freshness, docs/online-store.md).
+        assert probe.dbsize() == count + 2
+        assert probe.exists(PUBLISHED_KEY)
         sample = random.Random(3).sample(range(count), 1000)
         with OnlineClient(settings, manifest) as client:
             answers = client.get_online_features(
