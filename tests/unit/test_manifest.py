@@ -88,7 +88,8 @@ def test_unknown_view_and_service_name_the_known_ones(manifest: Manifest) -> Non
     ):
         manifest.view("nope")
     with pytest.raises(
-        UnknownObjectError, match=r"unknown service 'nope' \(known: churn_model_v1, fraud_model_v1\)"
+        UnknownObjectError,
+        match=r"unknown service 'nope' \(known: churn_model_v1, fraud_model_v1, recommendation_model_v1\)",
     ):
         manifest.service("nope")
     with pytest.raises(UnknownObjectError, match="has no feature 'nope'"):

@@ -298,7 +298,7 @@ def test_sources_on_s3_are_inspected_and_typed_without_spark(s3: Bucket, tmp_pat
     ]
     assert column_types(inputs) == {
         "merchant_id": "string",
-        "amount": "float64",
+        "amount": "float32",  # the file's own type; it feeds float64 features (docs/inputs.md)
         "ts": "timestamp",
         "event_date": "string",
     }
