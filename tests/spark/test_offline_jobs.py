@@ -16,15 +16,17 @@ from deltalake import DeltaTable, write_deltalake
 
 from skewless.errors import DataError
 from skewless.manifest import Manifest
-from skewless.offline.delta import FAULT_ENV, delta_tables
+from skewless.offline.delta import delta_tables
 from skewless.offline.jobs import run_view
 from skewless.offline.schemas import view_schema
 from skewless.runtime.settings import Settings
+from tests.fault_hooks.sitecustomize import FAULT_ENV
 from tests.helpers import deploy, write_parquet
 
 pytestmark = pytest.mark.spark
 
 REPO = Path(__file__).resolve().parents[2]
+FAULT_HOOKS = REPO / "tests" / "fault_hooks"
 
 TREE = {
     "defs.yaml": """
@@ -144,8 +146,9 @@ def _job(
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
     }
     env.pop(FAULT_ENV, None)
-    if fault:
+    if fault:  # tests/fault_hooks/sitecustomize.py installs the fault in the job's Python
         env[FAULT_ENV] = fault
+        env["PYTHONPATH"] = os.pathsep.join([str(FAULT_HOOKS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return subprocess.run(
         # The job's arguments are the `skewless` command line's: global options first.
         [*args[:2], "--conf", str(conf), *args[2:]],

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,7 +42,6 @@ PARTITION_COLUMN = "ds"
 COMMIT_RETRIES = 5
 # Fault injection for the crash test: the process SIGKILLs itself after moving the data files
 # into the table and before committing them (the worst moment for a crash).
-FAULT_ENV = "SKEWLESS_FAULT_INJECTION"
 
 
 @dataclass(frozen=True)
@@ -538,8 +536,6 @@ class EmbeddedDeltaTables(_StagedWrites):
             )
             for path, value in files
         ]
-        if os.environ.get(FAULT_ENV) == "kill-before-commit":
-            os.kill(os.getpid(), signal.SIGKILL)
         properties = CommitProperties(custom_metadata=info.metadata())
         uri = str(root)
         for attempt in range(1, COMMIT_RETRIES + 1):
