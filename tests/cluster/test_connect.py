@@ -1,4 +1,4 @@
-"""Spark Connect: ``backfill`` and ``get_training_set`` through a Connect session equal local mode.
+"""Spark Connect: ``backfill``, ``get_training_set`` and ``FeatureStore`` equal local mode.
 
 The Connect server is a separate JVM started from the pinned pyspark (conftest.py). The clients
 run in their own processes, as a notebook would: PySpark switches a whole process to Connect
@@ -51,6 +51,17 @@ assert type(frame).__module__.startswith("pyspark.sql.connect"), type(frame)
 rows = frame.toPandas()
 rows.attrs = {}  # Connect attaches its plan metrics, which Parquet metadata cannot hold
 rows.to_parquet(sys.argv[4])
+
+# The Feast-shaped API on the notebook's Connect session, and on the one it gets from the config.
+from skewless import FeatureStore
+
+for n, store in enumerate((FeatureStore(sys.argv[1], spark=spark), FeatureStore(sys.argv[1]))):
+    job = store.get_historical_features(pd.read_parquet(sys.argv[2]), sys.argv[3].split(","))
+    assert is_connect(store.spark)
+    assert type(job.to_spark()).__module__.startswith("pyspark.sql.connect")
+    answer = job.to_df()
+    answer.attrs = {}
+    answer.to_parquet(sys.argv[4] + f".store{n}.parquet")
 """
 
 
@@ -125,12 +136,12 @@ def test_backfill_and_get_training_set_over_spark_connect_match_local_mode(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     want: Any = get_training_set(spine, FEATURES, settings=local, manifest=manifest, spark=spark).toPandas()
-    got = pd.read_parquet(out)
     order = ["account_id", "event_timestamp"]
-    pd.testing.assert_frame_equal(
-        got[list(want.columns)].sort_values(order).reset_index(drop=True),
-        want.sort_values(order).reset_index(drop=True),
-    )
+    want = want.sort_values(order).reset_index(drop=True)
+    # get_training_set, then FeatureStore on the notebook's session and on its own.
+    for path in (out, Path(f"{out}.store1.parquet"), Path(f"{out}.store0.parquet")):
+        got = pd.read_parquet(path)
+        pd.testing.assert_frame_equal(got[list(want.columns)].sort_values(order).reset_index(drop=True), want)
     assert want["n_2d"].notna().sum() > 10
 
     # What cannot run over Connect says so, naming the route.
