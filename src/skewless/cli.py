@@ -208,14 +208,29 @@ def run(context: Context, view: str, ds: datetime) -> int:
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First UTC date.")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Last UTC date (inclusive).")
 @click.option("--no-stats", is_flag=True, help="Skip the statistics (a later step records them).")
+@click.option(
+    "--handoff",
+    is_flag=True,
+    help="Record the committed range for later `skewless task materialize|stats` steps "
+    "(the backfill DAG under spark-submit).",
+)
 @pass_context
-def backfill(context: Context, view: str, start: datetime, end: datetime, no_stats: bool) -> int:
+def backfill(
+    context: Context, view: str, start: datetime, end: datetime, no_stats: bool, handoff: bool
+) -> int:
     """Compute, validate and commit ds partitions START..END of VIEW in one Spark job, then statistics."""
-    return _run_range(context, view, start, end, "backfill", stats=not no_stats)
+    return _run_range(context, view, start, end, "backfill", stats=not no_stats, handoff=handoff)
 
 
 def _run_range(
-    context: Context, view: str, start: datetime, end: datetime, command: str, *, stats: bool = True
+    context: Context,
+    view: str,
+    start: datetime,
+    end: datetime,
+    command: str,
+    *,
+    stats: bool = True,
+    handoff: bool = False,
 ) -> int:
     """Validation (Great Expectations) gates the commit; a failure commits nothing and keeps a report."""
     from skewless.orchestration import run_range
@@ -228,6 +243,10 @@ def _run_range(
         spark, context.settings, manifest, view, start.date(), end.date(), stats=stats, raise_on_drift=False
     )
     _echo_run(done.run)
+    if handoff:
+        from skewless.orchestration import record_committed
+
+        record_committed(context.settings, view, start.date(), end.date(), done.run)
     if done.stats is not None:
         for item in done.stats.with_status("warn"):
             click.echo(f"warning: {view} ds {item.ds}: {item.feature} drifted (PSI {item.psi:.4f})", err=True)
@@ -384,7 +403,7 @@ def task_commit(context: Context, view: str, start: datetime, end: datetime) -> 
     return 0
 
 
-@_task_command("materialize", "Publish the range compute staged (else START..END) to Redis.")
+@_task_command("materialize", "Publish the range committed (else START..END) to Redis.")
 def task_materialize(context: Context, view: str, start: datetime, end: datetime) -> int:
     from skewless.orchestration import handoff_range
 
@@ -392,11 +411,12 @@ def task_materialize(context: Context, view: str, start: datetime, end: datetime
     return _materialize(context, name, *handoff_range(context.settings, name, first, last))
 
 
-@_task_command("stats", "Record the statistics and drift of ds START..END.")
+@_task_command("stats", "Record the statistics and drift of the range committed (else START..END).")
 def task_stats(context: Context, view: str, start: datetime, end: datetime) -> int:
-    from skewless.orchestration import stats_task
+    from skewless.orchestration import handoff_range, stats_task
 
     name, first, last = _task_range(view, start, end)
+    first, last = handoff_range(context.settings, name, first, last)
     result = stats_task(name, first, last, settings=context.settings)
     for warning in result["drift_warnings"]:
         click.echo(f"warning: {name} ds {warning}: drifted", err=True)

@@ -184,13 +184,14 @@ class _Builder:
             return materialize_task(name, _date(committed["start"]), _date(committed["end"]))
 
         @task(task_id="stats")
-        def stats(day: str) -> dict[str, Any]:
+        def stats(published: Any) -> dict[str, Any]:
             from skewless.orchestration import stats_task
 
-            return stats_task(name, _date(day))
+            # The range materialize published: the committed one, repaired days included.
+            return stats_task(name, _date(published["start"]), _date(published["end"]))
 
         committed = commit(validate(compute(DS_TEMPLATE)))
-        profiled = materialize(committed) >> stats(DS_TEMPLATE)
+        profiled = stats(materialize(committed))
         profiled >> self._freshness(view)
         for service in self._services(view):
             profiled >> self._local_online_drift(view, service)
@@ -301,7 +302,10 @@ class _Builder:
                     "{{ params.end }}",
                 ]
                 view = "{{ params.view }}"
-                run = self._spark_submit("backfill", view, "backfill_view.py", [*args, "--no-stats"])
+                # --handoff: materialize and stats read the range the backfill committed.
+                run = self._spark_submit(
+                    "backfill", view, "backfill_view.py", [*args, "--no-stats", "--handoff"]
+                )
                 step = ("materialize", "stats")
                 publish, profile = (
                     self._spark_submit(name, view, "view_task.py", [name, *args]) for name in step

@@ -228,18 +228,28 @@ def read_handoff(settings: Settings, view: str, start: date, end: date) -> str:
 
 
 def handoff_range(settings: Settings, view: str, start: date, end: date) -> tuple[date, date]:
-    """The range compute staged (and commit published), else ``start..end``.
+    """The range an earlier step of this run staged or committed, else ``start..end``.
 
-    Wider than ``ds`` when the run repaired late data: its newer rows must reach Redis too.
+    Wider than asked when the run repaired late data (docs/semantics.md, "Late data"): the
+    rewritten earlier ds must reach Redis and the statistics too. The record is the nightly
+    compute's staged run or the backfill's :func:`record_committed`; both carry ``start``/``end``.
     """
-    from skewless.offline.jobs import StagedRun
+    import json
+
     from skewless.storage import read_text
 
-    staged = read_text(handoff_uri(settings, view, start, end))
-    if staged is None:
+    record = read_text(handoff_uri(settings, view, start, end))
+    if record is None:
         return start, end
-    run = StagedRun.from_json(staged)
-    return run.start, run.end
+    body = json.loads(record)
+    return date.fromisoformat(body["start"]), date.fromisoformat(body["end"])
+
+
+def record_committed(settings: Settings, view: str, start: date, end: date, run: RunResult) -> str:
+    """Keep the range a backfill of ``start..end`` committed for its later spark-submit steps."""
+    import json
+
+    return write_handoff(settings, view, start, end, json.dumps(_jsonable(asdict(run)), sort_keys=True))
 
 
 def _jsonable(body: dict[str, Any]) -> dict[str, Any]:

@@ -150,6 +150,7 @@ def test_spark_submit_mode_builds_the_same_graph_with_spark_submit_operators(tmp
     assert Path(run.application) == REPO / "jobs" / "backfill_view.py"
     assert run.application_args[:2] == ["{{ params.view }}", "--start"]
     assert "--no-stats" in run.application_args
+    assert "--handoff" in run.application_args  # materialize and stats read the committed range
     for task_id in ("materialize", "stats"):
         step = backfill.get_task(task_id)
         assert isinstance(step, SparkSubmitOperator)

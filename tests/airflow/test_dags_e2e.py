@@ -303,8 +303,62 @@ def test_a_nightly_run_that_repairs_late_data_publishes_the_repaired_days(
         with OnlineClient(settings, manifest) as client:
             return client.get_online_features([{"account_id": "c"}], features="scores:score", now=_at(D1, 12))
 
+    def profiled_at(day: date) -> set[int]:
+        """Table versions the statistics of ``day`` were computed from."""
+        view = manifest.view("scores")
+        return {r["table_version"] for r in read_stats(spark, settings, view, day, day).collect()}
+
     assert online() == [{"account_id": "c", "score": 0.25}]
     write_day(D1, [("c", 0.125)])  # a corrected file for an already committed day
     run, states = _run(dag, D3)
     assert str(run.state) == "success", states
     assert online() == [{"account_id": "c", "score": 0.125}]
+    # stats took the committed range too: D1's statistics describe the repaired table.
+    uri = settings.table_uri(manifest.view("scores").table)
+    assert profiled_at(D1) == {table_version(uri)}
+
+
+def _xcom(dag_id: str, run_id: str, task_id: str) -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_id, run_id=run_id, task_id=task_id, key="return_value")
+            .one()
+        )
+        return row.value if isinstance(row.value, dict) else json.loads(row.value)
+
+
+def test_a_backfill_that_repairs_changed_input_publishes_and_profiles_the_range_it_committed(
+    spark: Any, deployment: tuple[Settings, Manifest, list[str]]
+) -> None:
+    """The backfill DAG asked for D3 re-reads D2's corrected file (inside D3's 2-day window) and
+    commits D2..D3; materialize and stats take that range from its XCom, not the params."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    settings, manifest, _ = deployment
+    folder = Path(settings.data_root) / "payments"
+    folder.mkdir(parents=True)
+
+    def write_day(day: date, amount: float) -> None:
+        rows = [{"account_id": "a", "amount": amount, "ts": _at(day)}]
+        pq.write_table(pa.Table.from_pylist(rows, schema=PAYMENTS), folder / f"{day}.parquet")
+
+    for day, amount in ((D1, 10.0), (D2, 5.0), (D3, 1.0)):
+        write_day(day, amount)
+    dag = _dag("skewless__backfill")
+    assert str(dag.test(run_conf={"view": "spend", "start": str(D1), "end": str(D3)}).state) == "success"
+    write_day(D2, 7.0)  # a corrected file for a committed day
+
+    run = dag.test(run_conf={"view": "spend", "start": str(D3), "end": str(D3)})
+    assert str(run.state) == "success"
+    committed = _xcom(dag.dag_id, run.run_id, "backfill")
+    assert (committed["start"], committed["end"], committed["requested"]) == (str(D2), str(D3), [str(D3)] * 2)
+    published = _xcom(dag.dag_id, run.run_id, "materialize")
+    profiled = _xcom(dag.dag_id, run.run_id, "stats")
+    assert (published["start"], published["end"]) == (str(D2), str(D3))
+    assert (profiled["start"], profiled["end"]) == (str(D2), str(D3))
+    assert _online(settings, manifest)[0] == {"account_id": "a", "n_2d": 2, "total_2d": 8.0}

@@ -258,3 +258,32 @@ def test_a_nightly_run_repairs_changed_input_of_its_last_late_data_days(spark: A
     assert _without_created(_table(spark, settings, manifest)) == _without_created(
         _table(spark, scratch, manifest)
     )
+
+
+@pytest.mark.redis
+def test_the_spark_submit_backfill_steps_publish_and_profile_the_range_the_backfill_committed(
+    spark: Any, tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The backfill DAG under spark-submit: ``backfill --no-stats --handoff``, ``task materialize``,
+    ``task stats``, three processes without XCom. A backfill that re-read late input commits a
+    wider range than its params; the later steps must take that range, not the params."""
+    settings, manifest = deploy(tmp_path, TREE)
+    settings = settings.model_copy(update={"redis_url": redis_url})
+    days = days_between(date(2024, 3, 1), date(2024, 3, 9))
+    folder = _raw(settings, days)
+    run_view(spark, settings, manifest, "spend", days[0], days[6])
+    late, day = days[4], str(days[8])
+    _write(folder / "late.parquet", [{"account_id": "z", "amount": 3.0, "ts": _at(late, 8)}])
+    conf = _conf(tmp_path, settings)
+    Path(conf).write_text(Path(conf).read_text() + "late_data:\n  days: 4\n")
+    steps = [
+        ["backfill", "spend", "--start", day, "--end", day, "--no-stats", "--handoff"],
+        ["task", "materialize", "spend", "--start", day, "--end", day],
+        ["task", "stats", "spend", "--start", day, "--end", day],
+    ]
+    for step in steps:
+        assert main(["--conf", conf, *step]) == 0, step
+    out = capsys.readouterr().out
+    assert f"spend: committed ds {late}..{day}" in out
+    assert f"spend: published ds {late}..{day}:" in out
+    assert f"spend: ds {late}..{day} statistics recorded" in out
