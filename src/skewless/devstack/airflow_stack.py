@@ -81,15 +81,33 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+# The watchdog of a running cluster: a process of its own reading a pipe from its launcher. EOF
+# without "closed" means the launcher died without stopping the cluster (SIGKILL, a crashed test
+# run): the watchdog stops the postmaster and removes the folders, so nothing outlives the run.
+_WATCHDOG = """
+import json, shutil, subprocess, sys
+stop, folders = json.loads(sys.argv[1])
+if sys.stdin.read() != "closed":
+    subprocess.run(stop, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+"""
+
+
 @dataclass
 class LocalPostgres:
-    """A private PostgreSQL cluster in ``root`` on a free loopback port, password auth."""
+    """A private PostgreSQL cluster in ``root`` on a free loopback port, password auth.
+
+    Once started, a watchdog stops it and removes ``root`` (and ``remove_on_crash``) should this
+    process die without calling :meth:`stop`.
+    """
 
     root: Path
     port: int = field(default_factory=free_port)
     user: str = "airflow"
     database: str = "airflow"
     password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    remove_on_crash: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         self.bin = postgres_bin_dir()
@@ -97,15 +115,18 @@ class LocalPostgres:
         self.logfile = self.root / "postgres.log"
         # initdb and postgres refuse to run as root: the cluster then belongs to `postgres`.
         self.run_as = PG_USER if os.geteuid() == 0 else None
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"postgresql+psycopg2://{self.user}:{self.password}@{HOST}:{self.port}/{self.database}"
 
-    def _run(self, *command: str, timeout: float = 300) -> None:
+    def _argv(self, *command: str) -> list[str]:
         argv = [str(self.bin / command[0]), *command[1:]]
-        if self.run_as:
-            argv = ["runuser", "-u", self.run_as, "--", *argv]
+        return ["runuser", "-u", self.run_as, "--", *argv] if self.run_as else argv
+
+    def _run(self, *command: str, timeout: float = 300) -> None:
+        argv = self._argv(*command)
         done = subprocess.run(
             argv, cwd=self.root, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
         )
@@ -136,8 +157,34 @@ class LocalPostgres:
         self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-o", options, "-w", "-t", "120", "start"
         )
+        self._start_watchdog()
         self._psql_create_database()
         return self
+
+    def _start_watchdog(self) -> None:
+        stop = self._argv("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        folders = [str(self.root), *map(str, self.remove_on_crash)]
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, json.dumps([stop, folders])],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C of the launcher's terminal is not its business
+        )
+
+    def _disarm_watchdog(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is None or watchdog.stdin is None:
+            return
+        with contextlib.suppress(BrokenPipeError, OSError):
+            watchdog.stdin.write(b"closed")
+            watchdog.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            watchdog.wait(timeout=30)
+
+    @property
+    def watchdog_pid(self) -> int | None:
+        return None if self._watchdog is None else self._watchdog.pid
 
     def _psql_create_database(self) -> None:
         env = {**os.environ, "PGPASSWORD": self.password}
@@ -160,6 +207,7 @@ class LocalPostgres:
             return None
 
     def stop(self) -> None:
+        self._disarm_watchdog()
         if self.postmaster_pid() is None:
             return
         try:
@@ -244,7 +292,9 @@ class AirflowStack:
         self.api_port = free_port()
         self.log_server_port = free_port()
         self.password = secrets.token_urlsafe(12)
-        self.postgres = LocalPostgres(self.root / "postgres")
+        self.postgres = LocalPostgres(
+            self.root / "postgres", remove_on_crash=(self.root,) if self._own_root else ()
+        )
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._api: AirflowApi | None = None
 
