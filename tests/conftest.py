@@ -20,12 +20,13 @@ def spark() -> Iterator[SparkSession]:
     from skewless.runtime.settings import Settings, SparkSettings
     from skewless.runtime.spark import get_spark
 
-    settings = Settings(
-        spark=SparkSettings(
-            master="local[2]",
-            conf={"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g"},
-        )
-    )
+    conf = {"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g"}
+    if os.environ.get("SKEWLESS_TEST_DELTA_SPARK") == "1":  # delta-spark's JARs supplied by the caller
+        conf |= {
+            "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+            "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        }
+    settings = Settings(spark=SparkSettings(master="local[2]", conf=conf))
     session = get_spark(settings, app_name="skewless-tests")
     yield session
     session.stop()

@@ -44,6 +44,11 @@ COMMIT_RETRIES = 5
 # into the table and before committing them (the worst moment for a crash).
 
 
+COMMIT_ID_KEY = "skewless.commit_id"
+COMMIT_LOOKBACK = 100
+"""Versions of history searched for a commit just written (concurrent writers' commits between)."""
+
+
 @dataclass(frozen=True)
 class CommitInfo:
     """Why a commit happened, recorded in the Delta commit's metadata."""
@@ -536,7 +541,10 @@ class EmbeddedDeltaTables(_StagedWrites):
             )
             for path, value in files
         ]
-        properties = CommitProperties(custom_metadata=info.metadata())
+        # A token of this commit: its version is read from the commit that holds it, not from
+        # "the latest", which a concurrent writer may have moved on by the time we look.
+        commit_id = uuid.uuid4().hex
+        properties = CommitProperties(custom_metadata={**info.metadata(), COMMIT_ID_KEY: commit_id})
         uri = str(root)
         for attempt in range(1, COMMIT_RETRIES + 1):
             table = self._open(uri)
@@ -559,9 +567,19 @@ class EmbeddedDeltaTables(_StagedWrites):
                 # reload and commit again on top of it.
                 log.warning("commit conflict on %s (attempt %d): %s", uri, attempt, exc)
                 continue
-            table.update_incremental()
-            return int(table.version())
+            return self._version_of_commit(uri, commit_id)
         raise TableError(f"{uri}: could not commit after {COMMIT_RETRIES} attempts (concurrent writers)")
+
+    def _version_of_commit(self, uri: str, commit_id: str) -> int:
+        from deltalake import DeltaTable
+
+        for entry in DeltaTable(uri).history(COMMIT_LOOKBACK):
+            if entry.get(COMMIT_ID_KEY) == commit_id:
+                return int(entry["version"])
+        raise TableError(
+            f"{uri}: commit {commit_id} is not among the last {COMMIT_LOOKBACK} versions"
+            " right after it was written"
+        )
 
     @staticmethod
     def _commit_schema(uri: str, table: Any, arrow_schema: pa.Schema) -> Any:
@@ -657,20 +675,40 @@ class NativeDeltaTables(_StagedWrites):
                 {f.name: f.dataType.simpleString() for f in current.fields},
                 {f.name: f.dataType.simpleString() for f in staged.schema.fields},
             )
+        # A token of this commit in its metadata: the version is read from the commit that holds
+        # it, not from "the latest", which a concurrent writer may have moved on already.
+        commit_id = uuid.uuid4().hex
+        metadata = {**info.metadata(), COMMIT_ID_KEY: commit_id}
         (
             self.read_staged(staged)
             .write.format("delta")
             .mode("overwrite")
             .option("replaceWhere", f"{PARTITION_COLUMN} IN ({values})")
             .option("mergeSchema", "true")  # added features: as the embedded commit does
-            .option("userMetadata", json.dumps(info.metadata(), sort_keys=True))
+            .option("userMetadata", json.dumps(metadata, sort_keys=True))
             .partitionBy(PARTITION_COLUMN)
             .save(staged.table_uri)
         )
-        version = self.version(staged.table_uri)
-        if version is None:  # pragma: no cover - the write just created it
-            raise TableError(f"{staged.table_uri}: table missing right after a write")
-        return version
+        return self._version_of_commit(staged.table_uri, commit_id)
+
+    def _version_of_commit(self, uri: str, commit_id: str) -> int:
+        from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
+
+        token = json.dumps({COMMIT_ID_KEY: commit_id})[1:-1]  # '"skewless.commit_id": "..."'
+        row = (
+            DeltaTable.forPath(self.spark, uri)
+            .history(COMMIT_LOOKBACK)
+            .where(F.col("userMetadata").contains(token))
+            .select("version")
+            .first()
+        )
+        if row is None:
+            raise TableError(
+                f"{uri}: commit {commit_id} is not among the last {COMMIT_LOOKBACK} versions"
+                " right after it was written"
+            )
+        return int(row[0])
 
     def discard(self, staged: Staged) -> None:
         from skewless.runtime.spark import require_classic
