@@ -33,6 +33,7 @@ from skewless.runtime.settings import is_remote
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.parquet as pq
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
@@ -40,10 +41,6 @@ log = logging.getLogger(__name__)
 
 PARTITION_COLUMN = "ds"
 COMMIT_RETRIES = 5
-# Fault injection for the crash test: the process SIGKILLs itself after moving the data files
-# into the table and before committing them (the worst moment for a crash).
-
-
 COMMIT_ID_KEY = "skewless.commit_id"
 COMMIT_LOOKBACK = 100
 """Versions of history searched for a commit just written (concurrent writers' commits between)."""
@@ -57,11 +54,22 @@ class CommitInfo:
     view: str
     registry_hash: str | None = None
 
-    def metadata(self) -> dict[str, str]:
+    def metadata(self, commit_id: str | None = None) -> dict[str, str]:
+        """``commit_id``: a token of one commit, so its version is read from the commit that holds
+        it, not from "the latest", which a concurrent writer may have moved on by then."""
         out = {"skewless.operation": self.operation, "skewless.view": self.view}
         if self.registry_hash:
             out["skewless.registry_hash"] = self.registry_hash
+        if commit_id:
+            out[COMMIT_ID_KEY] = commit_id
         return out
+
+
+def _commit_not_found(uri: str, commit_id: str) -> TableError:
+    return TableError(
+        f"{uri}: commit {commit_id} is not among the last {COMMIT_LOOKBACK} versions"
+        " right after it was written"
+    )
 
 
 @dataclass(frozen=True)
@@ -328,18 +336,35 @@ def footer_counts(folder: str, columns: Sequence[str]) -> tuple[int, dict[str, i
     rows, nulls = 0, dict.fromkeys(columns, 0)
     for path in sorted(Path(folder).rglob("*.parquet")):
         metadata = pq.read_metadata(path)
+        counted = footer_null_counts(metadata, columns)
+        if counted is None:
+            return None
         rows += metadata.num_rows
-        names = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
-        for column in columns:
-            if column not in names:
-                return None
-            index = names.index(column)
-            for group in range(metadata.num_row_groups):
-                stats = metadata.row_group(group).column(index).statistics
-                if stats is None or not stats.has_null_count:
-                    return None
-                nulls[column] += stats.null_count
+        for column, count in counted.items():
+            nulls[column] += count
     return rows, nulls
+
+
+def footer_null_counts(metadata: pq.FileMetaData, columns: Sequence[str]) -> dict[str, int] | None:
+    """Nulls of each of ``columns`` in one Parquet file, summed over its column chunks' statistics.
+
+    None when a column is missing or a non-empty row group has no null count.
+    """
+    names = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
+    out: dict[str, int] = {}
+    for column in columns:
+        if column not in names:
+            return None
+        index = names.index(column)
+        out[column] = 0
+        for group in range(metadata.num_row_groups):
+            if metadata.row_group(group).num_rows == 0:
+                continue
+            stats = metadata.row_group(group).column(index).statistics
+            if stats is None or not stats.has_null_count:
+                return None
+            out[column] += stats.null_count
+    return out
 
 
 class _StagedWrites:
@@ -541,10 +566,8 @@ class EmbeddedDeltaTables(_StagedWrites):
             )
             for path, value in files
         ]
-        # A token of this commit: its version is read from the commit that holds it, not from
-        # "the latest", which a concurrent writer may have moved on by the time we look.
         commit_id = uuid.uuid4().hex
-        properties = CommitProperties(custom_metadata={**info.metadata(), COMMIT_ID_KEY: commit_id})
+        properties = CommitProperties(custom_metadata=info.metadata(commit_id))
         uri = str(root)
         for attempt in range(1, COMMIT_RETRIES + 1):
             table = self._open(uri)
@@ -576,10 +599,7 @@ class EmbeddedDeltaTables(_StagedWrites):
         for entry in DeltaTable(uri).history(COMMIT_LOOKBACK):
             if entry.get(COMMIT_ID_KEY) == commit_id:
                 return int(entry["version"])
-        raise TableError(
-            f"{uri}: commit {commit_id} is not among the last {COMMIT_LOOKBACK} versions"
-            " right after it was written"
-        )
+        raise _commit_not_found(uri, commit_id)
 
     @staticmethod
     def _commit_schema(uri: str, table: Any, arrow_schema: pa.Schema) -> Any:
@@ -675,17 +695,14 @@ class NativeDeltaTables(_StagedWrites):
                 {f.name: f.dataType.simpleString() for f in current.fields},
                 {f.name: f.dataType.simpleString() for f in staged.schema.fields},
             )
-        # A token of this commit in its metadata: the version is read from the commit that holds
-        # it, not from "the latest", which a concurrent writer may have moved on already.
         commit_id = uuid.uuid4().hex
-        metadata = {**info.metadata(), COMMIT_ID_KEY: commit_id}
         (
             self.read_staged(staged)
             .write.format("delta")
             .mode("overwrite")
             .option("replaceWhere", f"{PARTITION_COLUMN} IN ({values})")
             .option("mergeSchema", "true")  # added features: as the embedded commit does
-            .option("userMetadata", json.dumps(metadata, sort_keys=True))
+            .option("userMetadata", json.dumps(info.metadata(commit_id), sort_keys=True))
             .partitionBy(PARTITION_COLUMN)
             .save(staged.table_uri)
         )
@@ -704,10 +721,7 @@ class NativeDeltaTables(_StagedWrites):
             .first()
         )
         if row is None:
-            raise TableError(
-                f"{uri}: commit {commit_id} is not among the last {COMMIT_LOOKBACK} versions"
-                " right after it was written"
-            )
+            raise _commit_not_found(uri, commit_id)
         return int(row[0])
 
     def discard(self, staged: Staged) -> None:

@@ -569,6 +569,8 @@ def footer_counts(inputs: InputSet, timestamp_column: str, columns: Sequence[str
     """
     import pyarrow.parquet as pq
 
+    from skewless.offline.delta import footer_null_counts
+
     if inputs.format != "parquet":
         return None
     filesystem, _ = _filesystem(inputs.uri)
@@ -580,10 +582,9 @@ def footer_counts(inputs: InputSet, timestamp_column: str, columns: Sequence[str
                 metadata = pq.read_metadata(handle)
         except (OSError, ValueError):
             return None
-        names = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
-        for column in {*columns, timestamp_column}:
-            if column not in names:
-                return None
+        counted = footer_null_counts(metadata, [*columns, timestamp_column])
+        if counted is None:
+            return None
         time_range, no_values = _metadata_time_range(metadata, timestamp_column)
         if time_range is None and not no_values and metadata.num_rows:
             return None
@@ -592,12 +593,5 @@ def footer_counts(inputs: InputSet, timestamp_column: str, columns: Sequence[str
             highs.append(time_range[1])
         rows += metadata.num_rows
         for column in columns:
-            index = names.index(column)
-            for group in range(metadata.num_row_groups):
-                if metadata.row_group(group).num_rows == 0:
-                    continue
-                stats = metadata.row_group(group).column(index).statistics
-                if stats is None or not stats.has_null_count:
-                    return None
-                nulls[column] += stats.null_count
+            nulls[column] += counted[column]
     return FooterCounts(rows, nulls, (min(lows), max(highs)) if lows else None)
