@@ -156,41 +156,32 @@ class FeatureStore:
             owner=service.owner,
         )
 
-    def list_views(self) -> list[dict[str, Any]]:
-        """Stored and on-demand views: name, kind, version, entity, description, owner, features."""
-        views: list[dict[str, Any]] = [
-            {
-                "name": view.name,
-                "kind": view.kind,
-                "version": view.version,
-                "entity": view.entity,
-                "description": view.description,
-                "owner": view.owner,
-                "features": list(view.feature_names),
-            }
-            for view in self.manifest.views.values()
-        ]
-        views += [
-            {
-                "name": od.name,
-                "kind": "on_demand",
-                "version": od.version,
-                "entity": None,
-                "description": od.description,
-                "owner": od.owner,
-                "features": list(od.feature_names),
-            }
-            for od in self.manifest.on_demand_views.values()
-        ]
-        return sorted(views, key=lambda v: str(v["name"]))
-
-    def list_features(self) -> list[dict[str, Any]]:
-        """Every feature as ``view:feature`` with its dtype, description and owner (the view's when
-        the feature has none)."""
+    def _owners(self) -> list[tuple[str, ViewSpec | OnDemandSpec]]:
+        """(kind, view) of every stored and on-demand view, by name."""
         owners: list[tuple[str, ViewSpec | OnDemandSpec]] = [
             *((view.kind, view) for view in self.manifest.views.values()),
             *(("on_demand", od) for od in self.manifest.on_demand_views.values()),
         ]
+        return sorted(owners, key=lambda item: item[1].name)
+
+    def list_views(self) -> list[dict[str, Any]]:
+        """Stored and on-demand views: name, kind, version, entity, description, owner, features."""
+        return [
+            {
+                "name": view.name,
+                "kind": kind,
+                "version": view.version,
+                "entity": view.entity if isinstance(view, ViewSpec) else None,
+                "description": view.description,
+                "owner": view.owner,
+                "features": list(view.feature_names),
+            }
+            for kind, view in self._owners()
+        ]
+
+    def list_features(self) -> list[dict[str, Any]]:
+        """Every feature as ``view:feature`` with its dtype, description and owner (the view's when
+        the feature has none)."""
         return [
             {
                 "name": f"{owner.name}:{feature.name}",
@@ -201,7 +192,7 @@ class FeatureStore:
                 "description": feature.description,
                 "owner": feature.owner or owner.owner,
             }
-            for kind, owner in sorted(owners, key=lambda item: item[1].name)
+            for kind, owner in self._owners()
             for feature in owner.features
         ]
 
