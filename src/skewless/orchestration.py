@@ -61,11 +61,13 @@ def run_range(
 ) -> RangeRun:
     """Compute, audit and commit ``start..end`` (nothing committed if the audit fails), then stats."""
     from skewless.offline.jobs import run_view
-    from skewless.validate.gate import validate_rows
+    from skewless.validate.gate import preload, validate_rows
     from skewless.validate.stats import record_stats
 
     end = end or start
     reports: list[ValidationReport] = []
+    if validate:
+        preload()
 
     def gate(rows: Any, view: Any) -> None:
         reports.append(validate_rows(rows, view, settings, start, end))
@@ -126,8 +128,9 @@ def _staged(text: str) -> StagedRun:
 def validate_task(staged_json: str, *, settings: Settings | None = None) -> str:
     """Audit the staged rows; on failure discard them and raise ValidationFailed. Returns the input."""
     from skewless.offline.jobs import discard_view, staged_rows
-    from skewless.validate.gate import validate_rows
+    from skewless.validate.gate import preload, validate_rows
 
+    preload()  # while the Spark session starts
     settings, manifest = deployment(settings)
     staged = _staged(staged_json)
     spark = spark_session(settings, f"skewless-validate-{staged.view}")

@@ -296,3 +296,47 @@ def test_cli_run_is_gated_and_submit_steps_hand_the_staged_run_on_through_a_file
     assert step("commit", "2024-05-03") == 1
     assert "were discarded after a failed validation" in capsys.readouterr().err
     assert table_version(uri) == 2
+
+
+def test_the_counting_pass_never_changes_a_verdict(spark: Any, tmp_path: Path) -> None:
+    """The cheap first-pass forms of `unique` and `columns_equal` only decide when they pass."""
+    from pyspark.sql import functions as F
+
+    from skewless.validate.gate import evaluate
+    from skewless.validate.suite import Check
+
+    _, manifest = deploy(tmp_path, TREE)
+    view = manifest.view("scores")
+    moment = datetime(2024, 5, 1, 12)
+
+    def rows(pairs: list[tuple[str | None, str | None]]) -> Any:
+        return spark.createDataFrame([(a, DAY, moment, moment, 1.0, b) for a, b in pairs], view_schema(view))
+
+    unique = Check("unique", ("account_id", "segment"), "default")
+    equal = Check("columns_equal", ("account_id", "segment"), "default")
+
+    # Two different rows whose 64-bit hashes collide (a null leaves Spark's hash unchanged):
+    # the counting pass sees one distinct hash for two rows, the full check finds them distinct.
+    colliding = rows([("x", None), (None, "x")])
+    hashes = colliding.select(F.xxhash64("account_id", "segment").alias("h")).distinct().count()
+    assert hashes == 1
+    _, (result,) = evaluate(colliding, view, [unique])
+    assert (result.success, result.observed) == (
+        True,
+        "0 of 2 rows share their account_id, segment with another row",
+    )
+
+    _, (result,) = evaluate(rows([("x", "y"), ("x", "y"), ("x", None)]), view, [unique])
+    assert (result.success, result.result["unexpected_count"]) == (False, 2)
+
+    # Both null: ignored by GE's pair check; equal values pass; a difference fails.
+    _, (result,) = evaluate(rows([(None, None), ("x", "x")]), view, [equal])
+    assert (result.success, result.observed) == (True, "0 of 2 rows differ")
+    _, (result,) = evaluate(rows([("x", "x"), ("x", "y")]), view, [equal])
+    assert (result.success, result.observed) == (False, "1 of 2 rows differ, e.g. account_id=x but segment=y")
+    # One side null is a difference, for GE's pair check as for the counting form.
+    _, (result,) = evaluate(rows([("x", None)]), view, [equal])
+    assert (result.success, result.observed) == (
+        False,
+        "1 of 1 rows differ, e.g. account_id=x but segment=None",
+    )

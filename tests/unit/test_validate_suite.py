@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,18 @@ def test_importing_the_suite_imports_neither_spark_nor_great_expectations(tmp_pa
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_preload_imports_great_expectations_in_a_background_thread() -> None:
+    # A fresh interpreter: this test process may have imported GE already.
+    code = (
+        "import sys\n"
+        "from skewless.validate import gate\n"
+        "assert 'great_expectations' not in sys.modules\n"
+        "gate.preload(); gate.preload()\n"
+        "(thread,) = gate._preloading\n"
+        "assert thread.daemon and thread.name == 'skewless-preload-gx'\n"
+        "thread.join()\n"
+        "assert 'great_expectations' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
