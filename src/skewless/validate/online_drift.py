@@ -147,12 +147,13 @@ def reference_bins(
     """Merge each feature's day sketches; edges at the ``bins`` quantile levels; counts from ranks."""
     from pyspark.sql import functions as F
 
+    from skewless.runtime.spark import local_frame, row_schema
     from skewless.validate.stats import SKETCH_K, _doubles, _ranks_at_edges
 
     rows = [(feature, sketch) for feature, items in sorted(sketches.items()) for sketch in items]
     if not rows:
         return {}
-    frame = spark.createDataFrame(rows, "feature string, sketch binary")
+    frame = local_frame(spark, rows, row_schema(feature="string", sketch="binary"))
     merged = (
         frame.groupBy("feature")
         .agg(F.kll_merge_agg_double("sketch", SKETCH_K).alias("ref"))

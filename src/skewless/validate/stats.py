@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from skewless.errors import DriftDetected
 from skewless.manifest import ViewSpec
 from skewless.runtime.settings import Settings, ValidationSettings, join_uri
+from skewless.runtime.spark import local_frame, row_schema
 from skewless.validate.psi import DriftStatus, bin_edges, classify, counts_from_ranks, psi, quantile_levels
 from skewless.validate.suite import NUMERIC_DTYPES
 
@@ -218,7 +219,9 @@ def summarize(rows: DataFrame, view: ViewSpec) -> list[FeatureStats]:
                 ),
             ]
     out = []
-    for row in rows.groupBy("ds").agg(*aggregates).select("*", *reads).orderBy("ds").collect():
+    # One row per ds: sorted here, not by Spark (a sort is a shuffle and two more jobs).
+    summaries = rows.groupBy("ds").agg(*aggregates).select("*", *reads).collect()
+    for row in sorted(summaries, key=lambda r: r["ds"]):
         total = int(row["rows"])
         for index, feature in enumerate(view.features):
             non_null = int(row[f"n{index}"])
@@ -298,8 +301,8 @@ def drift(
     if not pairs or not sketches:
         return out
 
-    sketch_frame = spark.createDataFrame(sketches, "ds date, feature string, sketch binary")
-    pair_frame = spark.createDataFrame(pairs, "target date, ds date")
+    sketch_frame = local_frame(spark, sketches, row_schema(ds="date", feature="string", sketch="binary"))
+    pair_frame = local_frame(spark, pairs, row_schema(target="date", ds="date"))
     merged = (
         pair_frame.join(sketch_frame, "ds")
         .groupBy("target", "feature")
@@ -369,8 +372,10 @@ def _ranks_at_edges(
     out: list[tuple[list[float], list[float] | None]] = []
     for offset in range(0, len(rows), RANK_BRANCHES):
         chunk = rows[offset : offset + RANK_BRANCHES]
-        frame = spark.createDataFrame(
-            [(key, ref, cur) for key, (ref, cur, _) in enumerate(chunk)], "key int, ref binary, cur binary"
+        frame = local_frame(
+            spark,
+            [(key, ref, cur) for key, (ref, cur, _) in enumerate(chunk)],
+            row_schema(key="int", ref="binary", cur="binary"),
         )
         answers = {
             row["key"]: (list(row["r"]), None if row["c"] is None else list(row["c"]))
@@ -504,7 +509,7 @@ def record_stats(
     extra = {"view": view.name, "version": view.version, "table_version": table_version,
              "computed_at": computed_at}  # fmt: skip
     records = [tuple({**asdict(s), **extra}[name] for name in schema_out.fieldNames()) for s in stats]
-    frame = spark.createDataFrame(records, schema_out).coalesce(1)
+    frame = local_frame(spark, records, schema_out).coalesce(1)
     version = tables.replace_partitions(frame, uri, targets, CommitInfo("stats", view.name))
     result = StatsResult(view.name, start, end, tuple(stats), version, uri, tuple(days_read))
     for item in result.with_status("warn"):
