@@ -13,8 +13,9 @@ import pytest
 
 from skewless.offline.jobs import run_view
 from skewless.runtime.settings import ValidationSettings
+from skewless.validate import kll
 from skewless.validate.psi import bin_edges, psi, quantile_levels
-from skewless.validate.stats import SKETCH_K, Summary, drift, read_stats, record_stats, summarize
+from skewless.validate.stats import QUANTILES, SKETCH_K, Summary, drift, read_stats, record_stats, summarize
 from tests.helpers import deploy, write_parquet
 
 pytestmark = pytest.mark.spark
@@ -205,10 +206,17 @@ def test_psi_from_sketches_stays_within_the_documented_tolerance_of_the_exact_ps
             }
         )
     )
-    summaries = {(s.ds, s.feature): Summary(s.sketch_values or 0, s.sketch) for s in summarize(frame, view)}
+    summarised = summarize(frame, view)
+    summaries = {(s.ds, s.feature): Summary(s.sketch_values or 0, s.sketch) for s in summarised}
     assert min(s.values for s in summaries.values() if s.sketch) > SKETCH_K  # the sketches compacted
+    # Drift reads Spark's sketches in Python (DataSketches): both read the same quantiles.
+    for item in summarised:
+        if item.sketch:
+            sketch = kll.read(item.sketch)
+            assert sketch.n == item.sketch_values
+            assert kll.quantiles(sketch, QUANTILES) == [item.p50, item.p90, item.p99]
     targets = days[7:]
-    found = drift(spark, summaries, targets, ["level", "hits"], config)
+    found = drift(summaries, targets, ["level", "hits"], config)
     exacts = []
     for day in targets:
         window = [day - timedelta(days=i) for i in range(1, 8)]

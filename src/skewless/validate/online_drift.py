@@ -141,36 +141,22 @@ def online_stats_uri(settings: Settings, service: str) -> str:
     return join_uri(settings.offline_root, f"_stats/_online/{service}")
 
 
-def reference_bins(
-    spark: SparkSession, sketches: Mapping[str, Sequence[bytes]], days: int, bins: int
-) -> dict[str, ReferenceBins]:
+def reference_bins(sketches: Mapping[str, Sequence[bytes]], days: int, bins: int) -> dict[str, ReferenceBins]:
     """Merge each feature's day sketches; edges at the ``bins`` quantile levels; counts from ranks."""
-    from pyspark.sql import functions as F
+    from skewless.validate import kll
+    from skewless.validate.stats import SKETCH_K
 
-    from skewless.runtime.spark import local_frame, row_schema
-    from skewless.validate.stats import SKETCH_K, _doubles, _ranks_at_edges
-
-    rows = [(feature, sketch) for feature, items in sorted(sketches.items()) for sketch in items]
-    if not rows:
-        return {}
-    frame = local_frame(spark, rows, row_schema(feature="string", sketch="binary"))
-    merged = (
-        frame.groupBy("feature")
-        .agg(F.kll_merge_agg_double("sketch", SKETCH_K).alias("ref"))
-        .select(
-            "feature",
-            "ref",
-            F.kll_sketch_get_n_double("ref").alias("n"),
-            F.kll_sketch_get_quantile_double("ref", _doubles(quantile_levels(bins))).alias("q"),
-        )
-        .collect()
-    )
-    found = [(r["feature"], bytes(r["ref"]), int(r["n"]), bin_edges(r["q"])) for r in merged]
-    ranked = [item for item in found if item[3]]
-    ranks = _ranks_at_edges(spark, [(ref, None, edges) for _, ref, _, edges in ranked])
     out = {}
-    for (feature, _, n, edges), (ref_ranks, _) in zip(ranked, ranks, strict=True):
-        out[feature] = ReferenceBins(edges, counts_from_ranks(ref_ranks, n), n, days)
+    for feature, items in sorted(sketches.items()):
+        if not items:
+            continue
+        reference = kll.merged(items, SKETCH_K)
+        edges = bin_edges(kll.quantiles(reference, quantile_levels(bins)))
+        if edges:
+            values = int(reference.n)
+            out[feature] = ReferenceBins(
+                edges, counts_from_ranks(kll.ranks(reference, edges), values), values, days
+            )
     return out
 
 
@@ -222,7 +208,7 @@ def compare_online(
             for r in stored:
                 if r["ds"] in window:
                     sketches.setdefault(r["feature"], []).append(bytes(r["sketch"]))
-            references = reference_bins(spark, sketches, len(window), config.drift_bins)
+            references = reference_bins(sketches, len(window), config.drift_bins)
 
             entities = sample_entities(spark, settings, view, moment, sample, seed)
             answers = client.get_online_features(

@@ -12,7 +12,8 @@ writes one row per ``(ds, feature)`` to ``<offline_root>/_stats/<view>/summaries
 * drift: the PSI (:mod:`skewless.validate.psi`) of each numeric feature on the partition against
   the previous ``validation.drift_reference_days`` partitions, from the stored summaries: the
   reference days' sketches are merged, the bin edges are the merged sketch's quantiles, and both
-  sides' bin counts come from the sketches' ranks at those edges. ``drift_psi_warn`` logs a
+  sides' bin counts come from the sketches' ranks at those edges, all in this process
+  (:mod:`skewless.validate.kll`). ``drift_psi_warn`` logs a
   warning; ``drift_psi_fail`` raises :class:`~skewless.errors.DriftDetected` after the
   statistics are written (the partition is already committed: drift is an alert, not a gate).
 
@@ -36,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 from skewless.errors import DriftDetected
 from skewless.manifest import ViewSpec
 from skewless.runtime.settings import Settings, ValidationSettings, join_uri
-from skewless.runtime.spark import local_frame, row_schema
+from skewless.runtime.spark import local_frame
+from skewless.validate import kll
 from skewless.validate.psi import DriftStatus, bin_edges, classify, counts_from_ranks, psi, quantile_levels
 from skewless.validate.suite import NUMERIC_DTYPES
 
@@ -174,19 +176,15 @@ def _sketch_values(sketch: Column) -> Column:
     return F.kll_sketch_get_n_double(sketch)
 
 
-def _double_array(values: Sequence[float]) -> str:
-    """A literal ``array<double>`` in Spark SQL (``kll_sketch_get_*`` take positions only as literals).
-
-    SQL text is parsed in one call; ``F.array(F.lit(v), ...)`` or a numpy literal cost a Py4J
-    round trip per value (1.4 s for 135 rows' edges). ``repr`` round-trips a double exactly.
-    """
-    return "array(" + ", ".join(f"{float(v)!r}D".upper() for v in values) + ")"
-
-
 def _doubles(values: Sequence[float]) -> Column:
+    """A literal ``array<double>`` (``kll_sketch_get_*`` take positions only as literals).
+
+    SQL text is parsed in one Py4J call, where ``F.array(F.lit(v), ...)`` costs one per value;
+    ``repr`` round-trips a double exactly.
+    """
     from pyspark.sql import functions as F
 
-    return F.expr(_double_array(values))
+    return F.expr("array(" + ", ".join(f"{float(v)!r}D".upper() for v in values) + ")")
 
 
 def summarize(rows: DataFrame, view: ViewSpec) -> list[FeatureStats]:
@@ -275,115 +273,39 @@ def reference_window(day: date, config: ValidationSettings) -> list[date]:
 
 
 def drift(
-    spark: SparkSession,
     summaries: Mapping[tuple[date, str], Summary],
     days: Sequence[date],
     features: Sequence[str],
     config: ValidationSettings,
 ) -> dict[tuple[date, str], Drift]:
-    """PSI per ``(day, feature)`` for ``day`` in ``days``, from per-day summaries only.
+    """PSI per ``(day, feature)`` for ``day`` in ``days``, from per-day summaries only (pure).
 
     ``summaries`` holds every committed day of the days and their reference windows. Per target
-    day the reference sketches are merged (one Spark job over the summaries, not the rows); the
-    edges are the merged sketch's quantiles at the ``drift_bins`` levels; then one more job reads
-    both sides' ranks at those edges, from which :func:`counts_from_ranks` gives the bin counts.
+    day the reference sketches are merged (:mod:`skewless.validate.kll`, in this process); the
+    edges are the merged sketch's quantiles at the ``drift_bins`` levels; both sides' ranks at
+    those edges give the bin counts (:func:`counts_from_ranks`).
     """
-    from pyspark.sql import functions as F
-
     out: dict[tuple[date, str], Drift] = {}
-    pairs: list[tuple[date, date]] = []
+    levels = quantile_levels(config.drift_bins)
     for day in days:
         window = [d for d in reference_window(day, config) if any((d, f) in summaries for f in features)]
-        pairs += [(day, d) for d in window]
         for name in features:
-            out[(day, name)] = Drift(None, len(window), 0)
-    sketches = [(ds, name, s.sketch) for (ds, name), s in sorted(summaries.items()) if s.values and s.sketch]
-    if not pairs or not sketches:
-        return out
-
-    sketch_frame = local_frame(spark, sketches, row_schema(ds="date", feature="string", sketch="binary"))
-    pair_frame = local_frame(spark, pairs, row_schema(target="date", ds="date"))
-    merged = (
-        pair_frame.join(sketch_frame, "ds")
-        .groupBy("target", "feature")
-        .agg(F.kll_merge_agg_double("sketch", SKETCH_K).alias("ref"))
-        .select(
-            "target",
-            "feature",
-            "ref",
-            _sketch_values(F.col("ref")).alias("n"),
-            F.kll_sketch_get_quantile_double("ref", _doubles(quantile_levels(config.drift_bins))).alias("q"),
-        )
-        .collect()
-    )
-    # A merged sketch is randomised: keep the bytes whose quantiles became the edges.
-    references = {
-        (r["target"], r["feature"]): (bytes(r["ref"]), int(r["n"]), bin_edges(r["q"])) for r in merged
-    }
-    to_rank = [(key, edges) for key, (_, _, edges) in sorted(references.items()) if edges]
-    ranks = _ranks_at_edges(
-        spark,
-        [
-            (references[key][0], (summaries.get(key) or Summary(0, None)).sketch, edges)
-            for key, edges in to_rank
-        ],
-    )
-    found = {key: ranks[i] for i, (key, _) in enumerate(to_rank)}
-    for (day, name), (_, n, edges) in references.items():
-        current = summaries.get((day, name))
-        before = out[(day, name)]
-        if not edges:
-            out[(day, name)] = Drift(None, before.reference_days, n)
-            continue
-        ref_ranks, cur_ranks = found[(day, name)]
-        reference = counts_from_ranks(ref_ranks, n)
-        actual = (
-            counts_from_ranks(cur_ranks, current.values) if current and cur_ranks else [0] * len(reference)
-        )
-        out[(day, name)] = Drift(psi(reference, actual), before.reference_days, n)
-    return out
-
-
-RANK_BRANCHES = 200
-"""Rows ranked per Spark query (one ``CASE`` branch each)."""
-
-
-def _ranks_at_edges(
-    spark: SparkSession, rows: Sequence[tuple[bytes, bytes | None, list[float]]]
-) -> list[tuple[list[float], list[float] | None]]:
-    """Inclusive ranks of each ``(reference sketch, current sketch, edges)`` at its edges.
-
-    Spark builds a sketch's sorted view once per rank position (ranking 90 sketches at 400
-    positions took 7 s, at 10 positions 0.7 s), so each row gets its own ``CASE`` branch with its
-    own edges rather than every row ranking a shared list of all edges.
-    """
-    from pyspark.sql import functions as F
-
-    def rank(sketch: str, chunk: Sequence[tuple[bytes, bytes | None, list[float]]]) -> Column:
-        branches = " ".join(
-            f"WHEN {key} THEN kll_sketch_get_rank_double({sketch}, {_double_array(edges)})"
-            for key, (_, _, edges) in enumerate(chunk)
-        )
-        return F.expr(
-            f"CASE WHEN {sketch} IS NOT NULL AND kll_sketch_get_n_double({sketch}) > 0"
-            f" THEN CASE key {branches} END END"
-        )
-
-    out: list[tuple[list[float], list[float] | None]] = []
-    for offset in range(0, len(rows), RANK_BRANCHES):
-        chunk = rows[offset : offset + RANK_BRANCHES]
-        frame = local_frame(
-            spark,
-            [(key, ref, cur) for key, (ref, cur, _) in enumerate(chunk)],
-            row_schema(key="int", ref="binary", cur="binary"),
-        )
-        answers = {
-            row["key"]: (list(row["r"]), None if row["c"] is None else list(row["c"]))
-            for row in frame.select(
-                "key", rank("ref", chunk).alias("r"), rank("cur", chunk).alias("c")
-            ).collect()
-        }
-        out += [answers[key] for key in range(len(chunk))]
+            found = [s.sketch for d in window if (s := summaries.get((d, name))) and s.values and s.sketch]
+            if not found:
+                out[(day, name)] = Drift(None, len(window), 0)
+                continue
+            reference = kll.merged(found, SKETCH_K)
+            values = int(reference.n)
+            edges = bin_edges(kll.quantiles(reference, levels))
+            if not edges:
+                out[(day, name)] = Drift(None, len(window), values)
+                continue
+            expected = counts_from_ranks(kll.ranks(reference, edges), values)
+            current = summaries.get((day, name))
+            actual = [0] * len(expected)
+            if current and current.values and current.sketch:
+                actual = counts_from_ranks(kll.ranks(kll.read(current.sketch), edges), current.values)
+            out[(day, name)] = Drift(psi(expected, actual), len(window), values)
     return out
 
 
@@ -488,7 +410,7 @@ def record_stats(
     for item in summarised:
         if item.feature in numeric:
             summaries[(item.ds, item.feature)] = Summary(item.sketch_values or 0, item.sketch)
-    drifts = drift(spark, summaries, targets, numeric, config)
+    drifts = drift(summaries, targets, numeric, config)
 
     stats = []
     for item in summarised:
