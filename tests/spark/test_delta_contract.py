@@ -99,3 +99,39 @@ def test_the_version_returned_is_the_commits_own_when_another_writer_commits_rig
     assert tables.version(uri) == ours + 1  # the other writer's commit came after ours
     assert ours == first + 1
     assert _rows(tables.read(uri, schema, version=ours)) == [("b", D1, 2)]
+
+
+def test_driver_side_rows_replace_their_partitions_with_every_type_read_back(
+    spark: Any, tables: DeltaTables, tmp_path: Path
+) -> None:
+    """The statistics' write: a few rows held by the driver (the embedded layer stages them with
+    pyarrow, not a Spark job); timestamps, binary, doubles and nulls read back through Spark."""
+    from datetime import UTC, datetime
+
+    from pyspark.sql import types as T
+
+    uri = str(tmp_path / "stats")
+    schema = T.StructType(
+        [
+            T.StructField("feature", T.StringType(), True),
+            T.StructField("ds", T.DateType(), True),
+            T.StructField("psi", T.DoubleType(), True),
+            T.StructField("sketch", T.BinaryType(), True),
+            T.StructField("computed_at", T.TimestampType(), True),
+        ]
+    )
+    at = datetime(2024, 5, 3, 4, 5, 6, 789, tzinfo=UTC)
+    first = tables.replace_partitions_with_rows(
+        [("x", D1, 0.5, b"\x00\x01", at), ("y", D2, None, None, None)], schema, uri, [D1, D2], INFO
+    )
+    second = tables.replace_partitions_with_rows([("z", D2, 1.5, b"", at)], schema, uri, [D2], INFO)
+    assert (tables.version(uri), second) == (first + 1, first + 1)
+    assert tables.partitions(uri) == [D1, D2]
+    read = tables.read(uri, schema).orderBy("feature")
+    assert read.schema == schema
+    naive = at.replace(tzinfo=None)  # collect() gives naive UTC datetimes (the session runs in UTC)
+    assert [tuple(r) for r in read.collect()] == [
+        ("x", D1, 0.5, bytearray(b"\x00\x01"), naive),
+        ("z", D2, 1.5, bytearray(b""), naive),
+    ]
+    assert not list((tmp_path / "stats" / "_staging").glob("*"))  # nothing left staged

@@ -120,6 +120,16 @@ class DeltaTables(Protocol):
     ) -> int:
         """Atomically replace exactly ``partitions`` with ``frame``'s rows; returns the new version."""
 
+    def replace_partitions_with_rows(
+        self,
+        rows: Sequence[Sequence[Any]],
+        schema: StructType,
+        uri: str,
+        partitions: Sequence[date],
+        info: CommitInfo,
+    ) -> int:
+        """:meth:`replace_partitions` with a few rows held by the driver (e.g. statistics)."""
+
     def version(self, uri: str) -> int | None:
         """Current version, None when the table does not exist."""
 
@@ -384,7 +394,22 @@ class _StagedWrites:
     def replace_partitions(
         self, frame: DataFrame, uri: str, partitions: Sequence[date], info: CommitInfo
     ) -> int:
-        staged = self.stage(frame, uri)
+        return self._commit_and_clean(self.stage(frame, uri), partitions, info)
+
+    def replace_partitions_with_rows(
+        self,
+        rows: Sequence[Sequence[Any]],
+        schema: StructType,
+        uri: str,
+        partitions: Sequence[date],
+        info: CommitInfo,
+    ) -> int:
+        from skewless.runtime.spark import local_frame
+
+        frame = local_frame(self.spark, rows, schema).coalesce(1)
+        return self.replace_partitions(frame, uri, partitions, info)
+
+    def _commit_and_clean(self, staged: Staged, partitions: Sequence[date], info: CommitInfo) -> int:
         try:
             return self.commit_staged(staged, partitions, info)
         finally:
@@ -511,6 +536,30 @@ class EmbeddedDeltaTables(_StagedWrites):
         staging = Path(uri) / "_staging" / uuid.uuid4().hex
         frame.write.partitionBy(PARTITION_COLUMN).mode("error").parquet(str(staging))
         return Staged(uri, str(staging), nullable(frame.schema).json())
+
+    def replace_partitions_with_rows(
+        self,
+        rows: Sequence[Sequence[Any]],
+        schema: StructType,
+        uri: str,
+        partitions: Sequence[date],
+        info: CommitInfo,
+    ) -> int:
+        """Staged with pyarrow, not a Spark job: 0.1 s instead of 1-2 s for a backfill's statistics."""
+        import pyarrow.parquet as pq
+
+        from skewless.runtime.spark import arrow_rows
+
+        if is_remote(uri):
+            return super().replace_partitions_with_rows(rows, schema, uri, partitions, info)
+        staging = Path(uri) / "_staging" / uuid.uuid4().hex
+        pq.write_to_dataset(
+            arrow_rows(rows, schema),
+            str(staging),
+            partition_cols=[PARTITION_COLUMN],
+            basename_template=f"part-{staging.name[:8]}-{{i}}.parquet",
+        )
+        return self._commit_and_clean(Staged(uri, str(staging), nullable(schema).json()), partitions, info)
 
     def commit_staged(self, staged: Staged, partitions: Sequence[date], info: CommitInfo) -> int:
         wanted = {partition_value(d) for d in partitions}

@@ -17,6 +17,7 @@ from skewless.errors import ConfigError, ConnectUnsupported
 from skewless.runtime.settings import Settings
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
@@ -105,6 +106,19 @@ def _ship_py_files(conf: dict[str, str]) -> dict[str, str]:
     return {"spark.files": ",".join([*files, *(path for path in py_files if path not in files)])}
 
 
+def arrow_rows(rows: Sequence[Sequence[Any]], schema: StructType) -> pa.Table:
+    """A few driver-side rows as an Arrow table with ``schema``'s types (timestamps in UTC)."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    arrow = to_arrow_schema(schema, timezone="UTC")
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in arrow]
+    return pa.Table.from_arrays(
+        [pa.array(list(values), type=field.type) for values, field in zip(columns, arrow, strict=True)],
+        schema=arrow,
+    )
+
+
 def local_frame(spark: SparkSession, rows: Sequence[Sequence[Any]], schema: StructType) -> DataFrame:
     """A DataFrame of a few rows held by the driver.
 
@@ -112,16 +126,7 @@ def local_frame(spark: SparkSession, rows: Sequence[Sequence[Any]], schema: Stru
     decoded by Python workers, whose start cost about 1.5 s the first time in a process on a
     2-core machine (the statistics step made three such frames, docs/benchmarks.md).
     """
-    import pyarrow as pa
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    arrow = to_arrow_schema(schema, timezone="UTC")
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in arrow]
-    table = pa.Table.from_arrays(
-        [pa.array(list(values), type=field.type) for values, field in zip(columns, arrow, strict=True)],
-        schema=arrow,
-    )
-    return spark.createDataFrame(table, schema)
+    return spark.createDataFrame(arrow_rows(rows, schema), schema)
 
 
 def row_schema(**types: str) -> StructType:

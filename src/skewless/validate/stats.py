@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 from skewless.errors import DriftDetected
 from skewless.manifest import ViewSpec
 from skewless.runtime.settings import Settings, ValidationSettings, join_uri
-from skewless.runtime.spark import local_frame
 from skewless.validate import kll
 from skewless.validate.psi import DriftStatus, bin_edges, classify, counts_from_ranks, psi, quantile_levels
 from skewless.validate.suite import NUMERIC_DTYPES
@@ -431,8 +430,9 @@ def record_stats(
     extra = {"view": view.name, "version": view.version, "table_version": table_version,
              "computed_at": computed_at}  # fmt: skip
     records = [tuple({**asdict(s), **extra}[name] for name in schema_out.fieldNames()) for s in stats]
-    frame = local_frame(spark, records, schema_out).coalesce(1)
-    version = tables.replace_partitions(frame, uri, targets, CommitInfo("stats", view.name))
+    version = tables.replace_partitions_with_rows(
+        records, schema_out, uri, targets, CommitInfo("stats", view.name)
+    )
     result = StatsResult(view.name, start, end, tuple(stats), version, uri, tuple(days_read))
     for item in result.with_status("warn"):
         log.warning(
