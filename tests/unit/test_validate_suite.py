@@ -149,16 +149,21 @@ def test_importing_the_suite_imports_neither_spark_nor_great_expectations(tmp_pa
     assert out.stdout.strip() == "[]"
 
 
-def test_preload_imports_great_expectations_in_a_background_thread() -> None:
-    # A fresh interpreter: this test process may have imported GE already.
+def test_preload_imports_great_expectations_in_a_background_thread_quietly() -> None:
+    # A fresh interpreter: this test process may have imported GE already. The CLI logs INFO.
     code = (
-        "import sys\n"
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO)\n"
         "from skewless.validate import gate\n"
         "assert 'great_expectations' not in sys.modules\n"
+        "interval = sys.getswitchinterval()\n"
         "gate.preload(); gate.preload()\n"
         "(thread,) = gate._preloading\n"
         "assert thread.daemon and thread.name == 'skewless-preload-gx'\n"
         "thread.join()\n"
         "assert 'great_expectations' in sys.modules\n"
+        "assert sys.getswitchinterval() == interval\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "great_expectations" not in done.stderr  # its import-time INFO lines stay quiet

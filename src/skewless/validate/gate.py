@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
@@ -183,10 +184,19 @@ def preload() -> None:
 
 
 def _import() -> None:
+    # The import is seconds of pure Python holding the GIL; the main thread meanwhile makes
+    # hundreds of short Py4J calls, each waiting for the GIL up to the switch interval (5 ms).
+    # A shorter interval while importing keeps those waits short.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, 0.0005))
     try:
+        _quiet_great_expectations()
         import great_expectations  # noqa: F401
     except Exception:  # evaluate() imports it again and raises the error there
         log.debug("preloading Great Expectations failed", exc_info=True)
+    finally:
+        sys.setswitchinterval(interval)
+        _quiet_great_expectations()
 
 
 def _expectation(check: Check, *, counting: bool = False) -> Any:
