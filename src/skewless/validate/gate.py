@@ -302,7 +302,11 @@ def _run(
 def evaluate(
     rows: DataFrame, view: ViewSpec, checks: Sequence[Check] | None = None
 ) -> tuple[int, list[CheckResult]]:
-    """Run ``checks`` (default: the view's) with Great Expectations; returns the row count too."""
+    """Run ``checks`` (default: the view's) with Great Expectations; returns the row count too.
+
+    ``rows`` is read once per GE query and not cached: pass staged Parquet (as every caller
+    does) or a persisted frame.
+    """
     for thread in _preloading:
         thread.join()
     _quiet_great_expectations()
