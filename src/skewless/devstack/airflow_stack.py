@@ -40,6 +40,7 @@ from types import TracebackType
 from typing import Any
 
 from skewless.devstack.local_redis import HOST, free_port
+from skewless.devstack.watchdog import Watchdog
 from skewless.errors import SkewlessError
 
 log = logging.getLogger(__name__)
@@ -81,19 +82,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-# The watchdog of a running cluster: a process of its own reading a pipe from its launcher. EOF
-# without "closed" means the launcher died without stopping the cluster (SIGKILL, a crashed test
-# run): the watchdog stops the postmaster and removes the folders, so nothing outlives the run.
-_WATCHDOG = """
-import json, shutil, subprocess, sys
-stop, folders = json.loads(sys.argv[1])
-if sys.stdin.read() != "closed":
-    subprocess.run(stop, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
-    for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
-"""
-
-
 @dataclass
 class LocalPostgres:
     """A private PostgreSQL cluster in ``root`` on a free loopback port, password auth.
@@ -115,7 +103,7 @@ class LocalPostgres:
         self.logfile = self.root / "postgres.log"
         # initdb and postgres refuse to run as root: the cluster then belongs to `postgres`.
         self.run_as = PG_USER if os.geteuid() == 0 else None
-        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._watchdog: Watchdog | None = None
 
     @property
     def url(self) -> str:
@@ -163,24 +151,12 @@ class LocalPostgres:
 
     def _start_watchdog(self) -> None:
         stop = self._argv("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        folders = [str(self.root), *map(str, self.remove_on_crash)]
-        self._watchdog = subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG, json.dumps([stop, folders])],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C of the launcher's terminal is not its business
-        )
+        self._watchdog = Watchdog(stop, [str(self.root), *map(str, self.remove_on_crash)])
 
     def _disarm_watchdog(self) -> None:
         watchdog, self._watchdog = self._watchdog, None
-        if watchdog is None or watchdog.stdin is None:
-            return
-        with contextlib.suppress(BrokenPipeError, OSError):
-            watchdog.stdin.write(b"closed")
-            watchdog.stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            watchdog.wait(timeout=30)
+        if watchdog is not None:
+            watchdog.disarm()
 
     @property
     def watchdog_pid(self) -> int | None:

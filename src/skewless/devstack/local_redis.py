@@ -1,6 +1,8 @@
 """A private, throw-away redis-server on a loopback port (the local demo, benchmarks, tests).
 
 No persistence (``--save '' --appendonly no``): a killed or restarted server comes back empty.
+A :class:`~skewless.devstack.watchdog.Watchdog` stops the server (and removes a folder it made)
+should the process that started it die without stopping it.
 """
 
 from __future__ import annotations
@@ -8,12 +10,14 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from skewless.devstack.watchdog import Watchdog
 from skewless.errors import OnlineStoreError
 
 HOST = "127.0.0.1"
@@ -41,6 +45,7 @@ class LocalRedis:
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="skewless-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
+        self._watchdog: Watchdog | None = None
 
     @property
     def url(self) -> str:
@@ -61,9 +66,13 @@ class LocalRedis:
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
         log.close()
+        folders = [str(self.workdir)] if self._own_dir else []
+        kill = [sys.executable, "-c", "import os, sys; os.kill(int(sys.argv[1]), 9)", str(self.process.pid)]
+        self._watchdog = Watchdog(kill, folders)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self._disarm_watchdog()
                 raise OnlineStoreError(
                     f"redis-server exited at start (code {self.process.returncode}); "
                     f"see {self.workdir}/redis.log"
@@ -83,14 +92,25 @@ class LocalRedis:
         except OSError:
             return False
 
+    @property
+    def watchdog_pid(self) -> int | None:
+        return None if self._watchdog is None else self._watchdog.pid
+
+    def _disarm_watchdog(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.disarm()
+
     def kill(self) -> None:
         """SIGKILL (a crash): the data is gone."""
+        self._disarm_watchdog()
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
         self.process = None
 
     def stop(self) -> None:
+        self._disarm_watchdog()
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
