@@ -186,6 +186,18 @@ def _arrow_schema(schema: StructType) -> pa.Schema:
     return pa.schema([pa.field(f.name, convert(f.dataType), True) for f in schema.fields])
 
 
+def arrow_rows(rows: Sequence[Sequence[Any]], schema: StructType) -> pa.Table:
+    """A few driver-side rows as an Arrow table, typed as :func:`_arrow_schema` types the table."""
+    import pyarrow as pa
+
+    arrow = _arrow_schema(schema)
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in arrow]
+    return pa.Table.from_arrays(
+        [pa.array(list(values), type=field.type) for values, field in zip(columns, arrow, strict=True)],
+        schema=arrow,
+    )
+
+
 def _stats_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -404,9 +416,8 @@ class _StagedWrites:
         partitions: Sequence[date],
         info: CommitInfo,
     ) -> int:
-        from skewless.runtime.spark import local_frame
-
-        frame = local_frame(self.spark, rows, schema).coalesce(1)
+        # Sent as Arrow, which Spark reads in the JVM: pickled rows would start Python workers.
+        frame = self.spark.createDataFrame(arrow_rows(rows, schema), schema).coalesce(1)
         return self.replace_partitions(frame, uri, partitions, info)
 
     def _commit_and_clean(self, staged: Staged, partitions: Sequence[date], info: CommitInfo) -> int:
@@ -547,8 +558,6 @@ class EmbeddedDeltaTables(_StagedWrites):
     ) -> int:
         """Staged with pyarrow, not a Spark job: 0.1 s instead of 1-2 s for a backfill's statistics."""
         import pyarrow.parquet as pq
-
-        from skewless.runtime.spark import arrow_rows
 
         if is_remote(uri):
             return super().replace_partitions_with_rows(rows, schema, uri, partitions, info)

@@ -10,16 +10,13 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from skewless.errors import ConfigError, ConnectUnsupported
 from skewless.runtime.settings import Settings
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-    from pyspark.sql import DataFrame, SparkSession
-    from pyspark.sql.types import StructType
+    from pyspark.sql import SparkSession
 
 # Settings the semantics depend on (docs/semantics.md, Time); a user's conf cannot override them.
 REQUIRED_CONF = {
@@ -104,38 +101,6 @@ def _ship_py_files(conf: dict[str, str]) -> dict[str, str]:
         return {}
     files = [path for path in conf.get("spark.files", "").split(",") if path]
     return {"spark.files": ",".join([*files, *(path for path in py_files if path not in files)])}
-
-
-def arrow_rows(rows: Sequence[Sequence[Any]], schema: StructType) -> pa.Table:
-    """A few driver-side rows as an Arrow table with ``schema``'s types (timestamps in UTC)."""
-    import pyarrow as pa
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    arrow = to_arrow_schema(schema, timezone="UTC")
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in arrow]
-    return pa.Table.from_arrays(
-        [pa.array(list(values), type=field.type) for values, field in zip(columns, arrow, strict=True)],
-        schema=arrow,
-    )
-
-
-def local_frame(spark: SparkSession, rows: Sequence[Sequence[Any]], schema: StructType) -> DataFrame:
-    """A DataFrame of a few rows held by the driver.
-
-    Sent as one Arrow table: Spark reads it in the JVM. A list of tuples is pickled instead and
-    decoded by Python workers, whose start cost about 1.5 s the first time in a process on a
-    2-core machine (the statistics step made three such frames, docs/benchmarks.md).
-    """
-    return spark.createDataFrame(arrow_rows(rows, schema), schema)
-
-
-def row_schema(**types: str) -> StructType:
-    """Nullable fields in order, e.g. ``row_schema(ds="date", sketch="binary")``."""
-    from pyspark.sql import types as T
-
-    known: dict[str, T.DataType] = {"date": T.DateType(), "string": T.StringType(),
-                                     "binary": T.BinaryType(), "int": T.IntegerType()}  # fmt: skip
-    return T.StructType([T.StructField(name, known[kind], True) for name, kind in types.items()])
 
 
 # --- Spark Connect (docs/cluster.md#spark-connect) -------------------------------------------
