@@ -35,12 +35,9 @@ from skewless.manifest import Manifest
 from skewless.runtime.settings import Settings, ValidationSettings, join_uri
 from skewless.validate.psi import (
     DriftStatus,
-    bin_edges,
     classify,
-    counts_from_ranks,
     histogram,
     psi,
-    quantile_levels,
 )
 from skewless.validate.suite import NUMERIC_DTYPES
 
@@ -143,20 +140,14 @@ def online_stats_uri(settings: Settings, service: str) -> str:
 
 def reference_bins(sketches: Mapping[str, Sequence[bytes]], days: int, bins: int) -> dict[str, ReferenceBins]:
     """Merge each feature's day sketches; edges at the ``bins`` quantile levels; counts from ranks."""
-    from skewless.validate import kll
-    from skewless.validate.stats import SKETCH_K
+    from skewless.validate.stats import reference_histogram
 
     out = {}
     for feature, items in sorted(sketches.items()):
-        if not items:
-            continue
-        reference = kll.merged(items, SKETCH_K)
-        edges = bin_edges(kll.quantiles(reference, quantile_levels(bins)))
-        if edges:
-            values = int(reference.n)
-            out[feature] = ReferenceBins(
-                edges, counts_from_ranks(kll.ranks(reference, edges), values), values, days
-            )
+        if items:
+            values, edges, counts = reference_histogram(items, bins)
+            if edges:
+                out[feature] = ReferenceBins(edges, counts, values, days)
     return out
 
 

@@ -271,6 +271,15 @@ def reference_window(day: date, config: ValidationSettings) -> list[date]:
     return [day - timedelta(days=i) for i in range(config.drift_reference_days, 0, -1)]
 
 
+def reference_histogram(sketches: Sequence[bytes], bins: int) -> tuple[int, list[float], list[int]]:
+    """The reference side of a PSI from its days' sketches: the merged sketch's number of values,
+    the bin edges at its ``bins`` quantile levels, and its count per bin (no edges: no counts)."""
+    reference = kll.merged(sketches, SKETCH_K)
+    values = int(reference.n)
+    edges = bin_edges(kll.quantiles(reference, quantile_levels(bins)))
+    return values, edges, counts_from_ranks(kll.ranks(reference, edges), values) if edges else []
+
+
 def drift(
     summaries: Mapping[tuple[date, str], Summary],
     days: Sequence[date],
@@ -285,7 +294,6 @@ def drift(
     those edges give the bin counts (:func:`counts_from_ranks`).
     """
     out: dict[tuple[date, str], Drift] = {}
-    levels = quantile_levels(config.drift_bins)
     for day in days:
         window = [d for d in reference_window(day, config) if any((d, f) in summaries for f in features)]
         for name in features:
@@ -293,13 +301,10 @@ def drift(
             if not found:
                 out[(day, name)] = Drift(None, len(window), 0)
                 continue
-            reference = kll.merged(found, SKETCH_K)
-            values = int(reference.n)
-            edges = bin_edges(kll.quantiles(reference, levels))
+            values, edges, expected = reference_histogram(found, config.drift_bins)
             if not edges:
                 out[(day, name)] = Drift(None, len(window), values)
                 continue
-            expected = counts_from_ranks(kll.ranks(reference, edges), values)
             current = summaries.get((day, name))
             actual = [0] * len(expected)
             if current and current.values and current.sketch:
