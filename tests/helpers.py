@@ -51,3 +51,12 @@ def write_parquet(
         pq.write_to_dataset(table, str(path), partition_cols=[partition_by])
     else:
         pq.write_table(table, str(path / "part-0.parquet"))
+
+
+def process_running(pid: int) -> bool:
+    """The process exists and is not a zombie (Linux /proc)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from skewless.devstack.local_redis import LocalRedis
+from tests.helpers import process_running
 
 LAUNCHER = """
 import time
@@ -19,17 +20,9 @@ time.sleep(600)
 """
 
 
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def _wait_until_gone(pid: int, folder: Path | None = None, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while (_running(pid) or (folder is not None and folder.exists())) and time.monotonic() < deadline:
+    while (process_running(pid) or (folder is not None and folder.exists())) and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
@@ -39,14 +32,14 @@ def test_a_server_whose_launcher_is_killed_is_stopped_and_its_folder_removed() -
     )
     assert launcher.stdout is not None
     pid, port, watchdog, workdir = launcher.stdout.readline().split()
-    assert _running(int(pid))
-    assert _running(int(watchdog))
+    assert process_running(int(pid))
+    assert process_running(int(watchdog))
     assert LocalRedis(port=int(port)).ping()
 
     launcher.kill()  # no finally, no atexit: only the watchdog can clean up
     launcher.wait(timeout=30)
     _wait_until_gone(int(pid), Path(workdir))
-    assert not _running(int(pid))
+    assert not process_running(int(pid))
     assert not Path(workdir).exists()
     assert not LocalRedis(port=int(port)).ping()
 
@@ -60,11 +53,11 @@ def test_stop_kill_and_restart_disarm_the_watchdog_they_replace() -> None:
     assert second is not None
     assert second != first
     _wait_until_gone(first)
-    assert not _running(first)
+    assert not process_running(first)
     assert server.ping()
     workdir = server.workdir
     server.close()
     _wait_until_gone(second)
-    assert not _running(second)
+    assert not process_running(second)
     assert server.watchdog_pid is None
     assert not workdir.exists()

@@ -43,7 +43,7 @@ import pytest
 from skewless.devstack.airflow_stack import AirflowApi, AirflowStack, live_members
 from skewless.devstack.local_redis import LocalRedis
 from tests.airflow.common import PAYMENTS, TREE
-from tests.helpers import write_tree
+from tests.helpers import process_running, write_tree
 
 pytestmark = [pytest.mark.airflow_stack, pytest.mark.spark, pytest.mark.redis, pytest.mark.e2e]
 
@@ -451,14 +451,6 @@ def test_after_two_days_down_the_scheduler_schedules_the_missed_days_and_a_redis
     assert world.api.get("/api/v2/importErrors")["total_entries"] == 0
 
 
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 @pytest.mark.timeout(600)
 def test_closing_the_stack_leaves_no_process_cluster_or_port(world: World) -> None:
     stack = world.stack
@@ -468,7 +460,7 @@ def test_closing_the_stack_leaves_no_process_cluster_or_port(world: World) -> No
     assert postmaster is not None
     stack.close()
     assert {name: live_members(group) for name, group in groups.items()} == {name: [] for name in groups}
-    assert not _running(postmaster)
+    assert not process_running(postmaster)
     assert not stack.root.exists()
     for port in stack.ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from skewless.devstack.airflow_stack import LocalPostgres
+from tests.helpers import process_running
 
 pytestmark = [pytest.mark.airflow_stack]
 
@@ -26,14 +27,6 @@ cluster = LocalPostgres(Path(sys.argv[1]) / "postgres", remove_on_crash=(Path(sy
 print(cluster.postmaster_pid(), cluster.port, cluster.watchdog_pid, flush=True)
 time.sleep(600)
 """
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def _port_free(port: int) -> bool:
@@ -61,16 +54,16 @@ def test_a_cluster_whose_launcher_is_killed_is_stopped_and_removed(root: Path) -
     )
     assert launcher.stdout is not None
     postmaster, port, watchdog = map(int, launcher.stdout.readline().split())
-    assert _running(postmaster)
-    assert _running(watchdog)
+    assert process_running(postmaster)
+    assert process_running(watchdog)
     assert not _port_free(port)
 
     launcher.kill()  # no finally, no atexit: only the watchdog can clean up
     launcher.wait(timeout=30)
     deadline = time.monotonic() + 120
-    while (_running(postmaster) or root.exists()) and time.monotonic() < deadline:
+    while (process_running(postmaster) or root.exists()) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not _running(postmaster)
+    assert not process_running(postmaster)
     assert not root.exists()
     assert _port_free(port)
 
@@ -81,6 +74,6 @@ def test_a_stopped_cluster_disarms_its_watchdog_and_keeps_its_folder(root: Path)
     assert postmaster is not None
     assert watchdog is not None
     cluster.stop()
-    assert not _running(postmaster)
-    assert not _running(watchdog)
+    assert not process_running(postmaster)
+    assert not process_running(watchdog)
     assert (root / "postgres" / "data" / "PG_VERSION").is_file()  # the caller's to remove
